@@ -1,0 +1,40 @@
+# AstraBot Nexus — every entry point a developer or operator needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)
+
+.PHONY: test lint typecheck unit dev demo build deploy bench register clean
+
+$(VENV)/.installed: requirements-dev.txt constraints.txt layers/common/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+dev: $(VENV)/.installed
+	$(PY) -m tools.devstack
+
+demo: $(VENV)/.installed
+	$(PY) -m tools.demo
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks.run
+
+register: $(VENV)/.installed
+	$(PY) -m tools.register_commands $(ARGS)
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
