@@ -72,8 +72,9 @@ class OpenRouterUnavailable(OpenRouterError):
 class DiscordError(AstraBotError):
     """Discord refused or failed a request. `permanent` errors must not be retried."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: int | None = None,
-                 permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: int | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

@@ -244,7 +244,11 @@ def load_settings(
         if not getattr(settings, name.lower()):
             hint = f" (or {name}_PARAM naming an SSM parameter)" if name in SECRET_NAMES else ""
             raise ConfigError(f"{name} is not set{hint}")
-    thresholds = (settings.credit_critical_tokens, settings.credit_emergency_tokens, settings.credit_low_tokens)
+    thresholds = (
+        settings.credit_critical_tokens,
+        settings.credit_emergency_tokens,
+        settings.credit_low_tokens,
+    )
     if not thresholds[0] <= thresholds[1] <= thresholds[2]:
         raise ConfigError(
             "CREDIT_CRITICAL_TOKENS <= CREDIT_EMERGENCY_TOKENS <= CREDIT_LOW_TOKENS must hold, "

@@ -161,7 +161,9 @@ def status_for(tokens: int | None, thresholds: Thresholds = Thresholds()) -> Cre
     return CreditStatus.HEALTHY
 
 
-def grant_tokens(requested: int, affordable: int | None, *, safety_buffer: int, cap: int | None = None) -> int:
+def grant_tokens(
+    requested: int, affordable: int | None, *, safety_buffer: int, cap: int | None = None
+) -> int:
     """max_tokens = min(requested, affordable - safety buffer[, cap]); 0 when nothing is affordable.
 
     `affordable=None` (unknown balance) grants `min(requested, cap)`: the caller passes the

@@ -1,6 +1,6 @@
 """Burn rate and hours-to-empty from the balance history.
 
-Robust to top-ups (a rise in the balance is money added, not negative spend: skipped) and to gaps
+Robust to top-ups (an interval in which the balance rose is money added: left out) and to gaps
 (an interval longer than `max_gap` is left out of both spend and elapsed time, so a poller outage
 neither inflates nor dilutes the rate).
 """
@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 ZERO = Decimal(0)
 SECONDS_PER_DAY = Decimal(86400)
@@ -45,20 +46,22 @@ def burn_rate(
     recent = sorted((p for p in points if now - window <= p.at <= now), key=lambda p: p.at)
     spent = ZERO
     observed = 0.0
-    for before, after in zip(recent, recent[1:], strict=False):
+    for before, after in pairwise(recent):
         elapsed = (after.at - before.at).total_seconds()
-        if elapsed <= 0 or elapsed > max_gap.total_seconds():
+        drop = before.remaining_usd - after.remaining_usd
+        if elapsed <= 0 or elapsed > max_gap.total_seconds() or drop < 0:
+            # A gap tells nothing; a rise is a top-up whose interval hides the real spend.
             continue
         observed += elapsed
-        drop = before.remaining_usd - after.remaining_usd
-        if drop > 0:
-            spent += drop
+        spent += drop
     if observed < min_observed.total_seconds():
         return None, int(observed)
     return spent * SECONDS_PER_DAY / Decimal(str(observed)), int(observed)
 
 
-def hours_until(available_usd: Decimal | None, floor_usd: Decimal, burn_usd_per_day: Decimal | None) -> Decimal | None:
+def hours_until(
+    available_usd: Decimal | None, floor_usd: Decimal, burn_usd_per_day: Decimal | None
+) -> Decimal | None:
     """Hours until the balance falls to `floor_usd` at the current burn; 0 when already there."""
     if available_usd is None or burn_usd_per_day is None or burn_usd_per_day <= 0:
         return None
@@ -68,9 +71,7 @@ def hours_until(available_usd: Decimal | None, floor_usd: Decimal, burn_usd_per_
     return headroom / burn_usd_per_day * 24
 
 
-def forecast(
-    points: Iterable[BalancePoint], available_usd: Decimal | None, *, now: datetime
-) -> Forecast:
+def forecast(points: Iterable[BalancePoint], available_usd: Decimal | None, *, now: datetime) -> Forecast:
     rate, observed = burn_rate(points, now=now)
     return Forecast(
         burn_usd_per_day=rate,

@@ -1,0 +1,779 @@
+"""The DynamoDB ledger: balance, history, reservations, usage counters and recent errors.
+
+One table, `pk`/`sk` strings (DESIGN.md section 5). The balance item keeps `available_usd`
+(= remaining - reserved - spent since the last poll) as a stored attribute because DynamoDB
+conditions cannot do arithmetic: a reservation is one conditional update
+`available_usd >= :amount`, so concurrent reservations can never exceed the balance.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from astrabot.domain.credit import CreditStatus, ModelPrice, parse_usd
+from astrabot.domain.forecast import BalancePoint
+from astrabot.errors import BalanceConflict, LedgerUnavailable, ReservationRejected
+
+ZERO = Decimal(0)
+HISTORY_TTL = timedelta(days=30)
+ERROR_TTL = timedelta(days=7)
+USER_DAY_TTL = timedelta(days=3)
+USAGE_DAY_TTL = timedelta(days=400)
+RESERVATION_TIMEOUT = timedelta(minutes=15)
+
+BALANCE_KEY = {"pk": "BALANCE", "sk": "CURRENT"}
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse_iso(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def _dump(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _load(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def _values(**values: Any) -> dict[str, Any]:
+    return {f":{k}": _serializer.serialize(v) for k, v in values.items()}
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _cancel_codes(exc: ClientError) -> list[str]:
+    """The per-item codes of a cancelled transaction ("None", "ConditionalCheckFailed", ...)."""
+    reasons = exc.response.get("CancellationReasons") or []
+    codes = [str(r.get("Code", "None")) for r in reasons]
+    if not codes:  # some SDKs/mocks only put them in the message: "[None, ConditionalCheckFailed]"
+        message = exc.response.get("Error", {}).get("Message", "")
+        if "[" in message:
+            codes = [c.strip() for c in message[message.rfind("[") + 1 : message.rfind("]")].split(",")]
+    return codes
+
+
+@dataclass(frozen=True)
+class BalanceSnapshot:
+    """The cached balance item. `remaining_usd` None means unknown (never a zero)."""
+
+    remaining_usd: Decimal | None
+    available_usd: Decimal | None
+    reserved_usd: Decimal = ZERO
+    spent_since_poll: Decimal = ZERO
+    limit_usd: Decimal | None = None
+    usage_usd: Decimal | None = None
+    usage_daily_usd: Decimal | None = None
+    usage_weekly_usd: Decimal | None = None
+    usage_monthly_usd: Decimal | None = None
+    status: CreditStatus = CreditStatus.UNKNOWN
+    affordable_tokens: int | None = None
+    default_model: str = ""
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
+    fetched_at: datetime | None = None  # last successful read of OpenRouter
+    checked_at: datetime | None = None  # last poll attempt, successful or not
+    stale: bool = False
+    last_error: str | None = None
+    source: str = ""
+    consecutive_failures: int = 0
+    version: int = 0
+
+    def age_seconds(self, now: datetime) -> float | None:
+        return None if self.fetched_at is None else (now - self.fetched_at).total_seconds()
+
+    def is_stale(self, now: datetime, stale_after_seconds: float) -> bool:
+        age = self.age_seconds(now)
+        return self.remaining_usd is None or age is None or age > stale_after_seconds
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> BalanceSnapshot:
+        prices = {
+            model: price
+            for model, raw in (item.get("prices") or {}).items()
+            if (price := ModelPrice.from_pricing(model, raw)) is not None
+        }
+        affordable = item.get("affordable_tokens")
+        return cls(
+            remaining_usd=parse_usd(item.get("remaining_usd")),
+            available_usd=parse_usd(item.get("available_usd")),
+            reserved_usd=parse_usd(item.get("reserved_usd")) or ZERO,
+            spent_since_poll=parse_usd(item.get("spent_since_poll")) or ZERO,
+            limit_usd=parse_usd(item.get("limit_usd")),
+            usage_usd=parse_usd(item.get("usage_usd")),
+            usage_daily_usd=parse_usd(item.get("usage_daily_usd")),
+            usage_weekly_usd=parse_usd(item.get("usage_weekly_usd")),
+            usage_monthly_usd=parse_usd(item.get("usage_monthly_usd")),
+            status=CreditStatus(item.get("status", CreditStatus.UNKNOWN.value)),
+            affordable_tokens=None if affordable is None else int(affordable),
+            default_model=str(item.get("default_model", "")),
+            prices=prices,
+            fetched_at=_parse_iso(item.get("fetched_at")),
+            checked_at=_parse_iso(item.get("checked_at")),
+            stale=bool(item.get("stale", False)),
+            last_error=item.get("last_error"),
+            source=str(item.get("source", "")),
+            consecutive_failures=int(item.get("consecutive_failures", 0)),
+            version=int(item.get("version", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class BalanceUpdate:
+    """What one successful poll learned."""
+
+    remaining_usd: Decimal
+    status: CreditStatus
+    affordable_tokens: int
+    default_model: str
+    prices: Mapping[str, ModelPrice]
+    fetched_at: datetime
+    source: str
+    limit_usd: Decimal | None = None
+    usage_usd: Decimal | None = None
+    usage_daily_usd: Decimal | None = None
+    usage_weekly_usd: Decimal | None = None
+    usage_monthly_usd: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    reservation_id: str
+    amount_usd: Decimal
+    tokens: int
+    user_id: str
+    model: str
+    at: datetime
+    user_daily_quota: int = 0  # 0 = off
+    monthly_budget_usd: Decimal = ZERO  # 0 = off
+    check_balance: bool = True  # False in conservative mode when the balance is unknown
+
+
+@dataclass(frozen=True)
+class Reservation:
+    reservation_id: str
+    amount_usd: Decimal
+    tokens: int
+    user_id: str
+    model: str
+    day: str
+    month: str
+    tracks_balance: bool
+    tracks_quota: bool
+    tracks_budget: bool
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: Decimal = ZERO
+    events: dict[str, int] = field(default_factory=dict)  # "402", "retry", "failure", "refusal", ...
+    models: dict[str, Decimal] = field(default_factory=dict)  # cost per model
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    at: datetime
+    source: str
+    message: str
+
+
+_BOOK_SPEND = "SET spent_since_poll = if_not_exists(spent_since_poll, :zero) + :cost"
+
+
+def _user_day_key(user_id: str, day: str) -> dict[str, str]:
+    return {"pk": f"USER#{user_id}", "sk": f"DAY#{day}"}
+
+
+def _month_key(month: str) -> dict[str, str]:
+    return {"pk": "USAGE", "sk": f"MONTH#{month}"}
+
+
+def day_key(at: datetime) -> str:
+    return at.astimezone(UTC).date().isoformat()
+
+
+def month_key(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m")
+
+
+class Ledger:
+    """All DynamoDB access. Takes a low-level client (moto, stubbed or real) and the table name."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    @property
+    def table_name(self) -> str:
+        return self._table
+
+    @contextmanager
+    def _wire(self, action: str) -> Iterator[None]:
+        """Turn botocore failures into LedgerUnavailable; condition failures are handled by callers."""
+        try:
+            yield
+        except ClientError as exc:
+            if (
+                _condition_failed(exc)
+                or exc.response.get("Error", {}).get("Code") == "TransactionCanceledException"
+            ):
+                raise
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            raise LedgerUnavailable(f"DynamoDB {action} failed: {code}") from exc
+        except BotoCoreError as exc:
+            raise LedgerUnavailable(f"DynamoDB {action} failed: {type(exc).__name__}") from exc
+
+    def ping(self) -> None:
+        """A cheap read that proves the table answers (for /nexus status)."""
+        with self._wire("ping"):
+            self._client.get_item(TableName=self._table, Key=_dump({"pk": "PING", "sk": "PING"}))
+
+    # --- balance --------------------------------------------------------------------------------
+    def get_balance(self) -> BalanceSnapshot | None:
+        with self._wire("read balance"):
+            answer = self._client.get_item(TableName=self._table, Key=_dump(BALANCE_KEY), ConsistentRead=True)
+        item = answer.get("Item")
+        return BalanceSnapshot.from_item(_load(item)) if item else None
+
+    def write_balance(self, update: BalanceUpdate, *, expected_version: int | None) -> int:
+        """Store a fresh poll. `expected_version` is the version read before polling (None: no item).
+
+        Resets `spent_since_poll` and recomputes `available_usd` from the open reservations inside
+        the same update, so a reservation racing with the poll is never lost. Returns the new version.
+        Raises BalanceConflict when another run wrote first.
+        """
+        fields_ = {
+            "remaining_usd": update.remaining_usd,
+            "limit_usd": update.limit_usd,
+            "usage_usd": update.usage_usd,
+            "usage_daily_usd": update.usage_daily_usd,
+            "usage_weekly_usd": update.usage_weekly_usd,
+            "usage_monthly_usd": update.usage_monthly_usd,
+            "status": update.status.value,
+            "affordable_tokens": update.affordable_tokens,
+            "default_model": update.default_model,
+            "prices": {model: price.to_item() for model, price in update.prices.items()},
+            "fetched_at": _iso(update.fetched_at),
+            "checked_at": _iso(update.fetched_at),
+            "source": update.source,
+            "stale": False,
+            "consecutive_failures": 0,
+        }
+        try:
+            if expected_version is None:
+                item = {
+                    **BALANCE_KEY,
+                    **fields_,
+                    "available_usd": update.remaining_usd,
+                    "reserved_usd": ZERO,
+                    "spent_since_poll": ZERO,
+                    "version": 1,
+                }
+                with self._wire("create balance"):
+                    self._client.put_item(
+                        TableName=self._table,
+                        Item=_dump(item),
+                        ConditionExpression="attribute_not_exists(pk)",
+                    )
+                return 1
+            present = {k: v for k, v in fields_.items() if v is not None}
+            absent = [k for k, v in fields_.items() if v is None]
+            names = {f"#{k}": k for k in (*present, *absent)}
+            sets = [f"#{k} = :{k}" for k in present]
+            sets += [
+                "available_usd = :remaining_usd - reserved_usd",
+                "spent_since_poll = :zero",
+                "version = :next",
+            ]
+            expression = (
+                "SET " + ", ".join(sets) + " REMOVE " + ", ".join(["last_error", *(f"#{k}" for k in absent)])
+            )
+            with self._wire("write balance"):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_dump(BALANCE_KEY),
+                    UpdateExpression=expression,
+                    ConditionExpression="version = :expected AND attribute_exists(reserved_usd)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=_values(
+                        **present, zero=ZERO, next=expected_version + 1, expected=expected_version
+                    ),
+                )
+            return expected_version + 1
+        except ClientError as exc:
+            if _condition_failed(exc):
+                raise BalanceConflict("the balance item changed while this poll ran") from exc
+            raise
+
+    def mark_balance_stale(self, error: str, at: datetime) -> None:
+        """An outage: keep the last good balance, flag it stale, count the failure. Never zero it."""
+        with self._wire("mark balance stale"):
+            self._client.update_item(
+                TableName=self._table,
+                Key=_dump(BALANCE_KEY),
+                UpdateExpression=(
+                    "SET stale = :true, last_error = :error, checked_at = :at, "
+                    "#status = if_not_exists(#status, :unknown), "
+                    "reserved_usd = if_not_exists(reserved_usd, :zero), "
+                    "spent_since_poll = if_not_exists(spent_since_poll, :zero), "
+                    "version = if_not_exists(version, :zero) "
+                    "ADD consecutive_failures :one"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    true=True,
+                    error=error[:300],
+                    at=_iso(at),
+                    unknown=CreditStatus.UNKNOWN.value,
+                    zero=ZERO,
+                    one=1,
+                ),
+            )
+
+    def correct_available(
+        self,
+        affordable_usd: Decimal,
+        *,
+        status: CreditStatus | None = None,
+        affordable_tokens: int | None = None,
+    ) -> bool:
+        """After a 402: lower `available_usd` to what OpenRouter says we can afford, at once.
+
+        The difference is booked as unpolled spend so remaining - reserved - spent = available keeps
+        holding. Only ever lowers the balance. Returns True when a correction was written.
+        """
+        for _ in range(3):
+            current = self.get_balance()
+            if current is None or current.available_usd is None or current.available_usd <= affordable_usd:
+                return False
+            diff = current.available_usd - affordable_usd
+            sets = "available_usd = :new, spent_since_poll = spent_since_poll + :diff"
+            values: dict[str, Any] = {"new": affordable_usd, "diff": diff, "old": current.available_usd}
+            names: dict[str, str] = {}
+            if status is not None:
+                sets += ", #status = :status"
+                values["status"] = status.value
+                names["#status"] = "status"
+            if affordable_tokens is not None:
+                sets += ", affordable_tokens = :tokens"
+                values["tokens"] = affordable_tokens
+            try:
+                with self._wire("correct balance"):
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key=_dump(BALANCE_KEY),
+                        UpdateExpression="SET " + sets,
+                        ConditionExpression="available_usd = :old",
+                        ExpressionAttributeValues=_values(**values),
+                        **({"ExpressionAttributeNames": names} if names else {}),
+                    )
+                return True
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+        return False
+
+    # --- history --------------------------------------------------------------------------------
+    def add_history_point(self, at: datetime, remaining_usd: Decimal) -> None:
+        item = {
+            "pk": "BALANCE",
+            "sk": f"HIST#{_iso(at)}",
+            "remaining_usd": remaining_usd,
+            "at": _iso(at),
+            "expires_at": _epoch(at + HISTORY_TTL),
+        }
+        with self._wire("write history"):
+            self._client.put_item(TableName=self._table, Item=_dump(item))
+
+    def balance_history(self, since: datetime) -> list[BalancePoint]:
+        points: list[BalancePoint] = []
+        for item in self._query("BALANCE", sk_between=(f"HIST#{_iso(since)}", "HIST#~")):
+            at = _parse_iso(item.get("at"))
+            amount = parse_usd(item.get("remaining_usd"))
+            if at is not None and amount is not None:
+                points.append(BalancePoint(at=at, remaining_usd=amount))
+        return points
+
+    def _query(
+        self,
+        pk: str,
+        *,
+        sk_between: tuple[str, str] | None = None,
+        sk_prefix: str | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        condition = "pk = :pk"
+        values: dict[str, Any] = {"pk": pk}
+        if sk_between:
+            condition += " AND sk BETWEEN :lo AND :hi"
+            values.update(lo=sk_between[0], hi=sk_between[1])
+        elif sk_prefix:
+            condition += " AND begins_with(sk, :prefix)"
+            values["prefix"] = sk_prefix
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": _values(**values),
+            "ScanIndexForward": not newest_first,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(items)
+            with self._wire("query"):
+                page = self._client.query(**kwargs)
+            items.extend(_load(i) for i in page.get("Items", []))
+            last = page.get("LastEvaluatedKey")
+            if not last or (limit is not None and len(items) >= limit):
+                return items
+            kwargs["ExclusiveStartKey"] = last
+
+    # --- reservations ---------------------------------------------------------------------------
+    def _update_op(
+        self, key: Mapping[str, str], expression: str, condition: str | None = None, **values: Any
+    ) -> dict[str, Any]:
+        """One `Update` entry of a transaction."""
+        op: dict[str, Any] = {"TableName": self._table, "Key": _dump(key), "UpdateExpression": expression}
+        if condition:
+            op["ConditionExpression"] = condition
+        if values:
+            op["ExpressionAttributeValues"] = _values(**values)
+        return {"Update": op}
+
+    def reserve(self, request: ReservationRequest, *, balance_known: bool) -> Reservation:
+        """Reserve a grant's worst-case cost, the user's quota and the monthly budget in ONE transaction.
+
+        Raises ReservationRejected with the reason of the first condition that failed.
+        `balance_known` False (conservative mode): reservations are still counted, but not checked
+        against a balance nobody knows.
+        """
+        if request.user_daily_quota and request.tokens > request.user_daily_quota:
+            raise ReservationRejected(ReservationRejected.USER_QUOTA)
+        if request.monthly_budget_usd and request.amount_usd > request.monthly_budget_usd:
+            raise ReservationRejected(ReservationRejected.MONTHLY_BUDGET)
+        reservation = Reservation(
+            reservation_id=request.reservation_id,
+            amount_usd=request.amount_usd,
+            tokens=request.tokens,
+            user_id=request.user_id,
+            model=request.model,
+            day=day_key(request.at),
+            month=month_key(request.at),
+            tracks_balance=balance_known,
+            tracks_quota=bool(request.user_daily_quota),
+            tracks_budget=bool(request.monthly_budget_usd),
+        )
+        deadline = request.at + RESERVATION_TIMEOUT
+        record = {
+            "pk": "RESV",
+            "sk": request.reservation_id,
+            **{k: v for k, v in asdict(reservation).items() if k != "reservation_id"},
+            "created_at": _iso(request.at),
+            "deadline": _iso(deadline),
+            "expires_at": _epoch(deadline + timedelta(days=1)),
+        }
+        put = {
+            "TableName": self._table,
+            "Item": _dump(record),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        items: list[tuple[str, dict[str, Any]]] = [(ReservationRejected.DUPLICATE, {"Put": put})]
+        if balance_known:
+            balance = self._update_op(
+                BALANCE_KEY,
+                "SET available_usd = available_usd - :amount, reserved_usd = reserved_usd + :amount",
+                "available_usd >= :amount",
+                amount=request.amount_usd,
+            )
+            items.append((ReservationRejected.BALANCE, balance))
+        if reservation.tracks_quota:
+            quota = self._update_op(
+                _user_day_key(request.user_id, reservation.day),
+                "ADD quota_tokens :tokens SET expires_at = :ttl",
+                "attribute_not_exists(quota_tokens) OR quota_tokens <= :limit",
+                tokens=request.tokens,
+                limit=request.user_daily_quota - request.tokens,
+                ttl=_epoch(request.at + USER_DAY_TTL),
+            )
+            items.append((ReservationRejected.USER_QUOTA, quota))
+        if reservation.tracks_budget:
+            budget = self._update_op(
+                _month_key(reservation.month),
+                "ADD budget_usd :amount",
+                "attribute_not_exists(budget_usd) OR budget_usd <= :limit",
+                amount=request.amount_usd,
+                limit=request.monthly_budget_usd - request.amount_usd,
+            )
+            items.append((ReservationRejected.MONTHLY_BUDGET, budget))
+        try:
+            with self._wire("reserve"):
+                self._client.transact_write_items(TransactItems=[entry for _, entry in items])
+        except ClientError as exc:
+            codes = _cancel_codes(exc)
+            for (reason, _), code in zip(items, codes, strict=False):
+                if code == "ConditionalCheckFailed":
+                    raise ReservationRejected(reason) from exc
+            # Cancelled for a conflict with another transaction on the same item: busy, not "no".
+            raise LedgerUnavailable(f"reservation cancelled: {', '.join(codes) or 'conflict'}") from exc
+        return reservation
+
+    def _close_reservation(self, reservation: Reservation, *, cost_usd: Decimal, tokens_used: int) -> bool:
+        """Delete the reservation and book the real cost in one transaction.
+
+        Returns False when the reservation was already closed (reclaimed or settled before): then
+        only the spend is booked, so a real cost is never lost.
+        """
+        delete = {
+            "TableName": self._table,
+            "Key": _dump({"pk": "RESV", "sk": reservation.reservation_id}),
+            "ConditionExpression": "attribute_exists(pk)",
+        }
+        items: list[dict[str, Any]] = [{"Delete": delete}]
+        if reservation.tracks_balance:
+            items.append(
+                self._update_op(
+                    BALANCE_KEY,
+                    "SET available_usd = available_usd + :delta, reserved_usd = reserved_usd - :amount, "
+                    "spent_since_poll = spent_since_poll + :cost",
+                    delta=reservation.amount_usd - cost_usd,
+                    amount=reservation.amount_usd,
+                    cost=cost_usd,
+                )
+            )
+        elif cost_usd > 0:
+            items.append(self._update_op(BALANCE_KEY, _BOOK_SPEND, cost=cost_usd, zero=ZERO))
+        if reservation.tracks_quota:
+            items.append(
+                self._update_op(
+                    _user_day_key(reservation.user_id, reservation.day),
+                    "ADD quota_tokens :delta",
+                    delta=tokens_used - reservation.tokens,
+                )
+            )
+        if reservation.tracks_budget:
+            items.append(
+                self._update_op(
+                    _month_key(reservation.month),
+                    "ADD budget_usd :delta",
+                    delta=cost_usd - reservation.amount_usd,
+                )
+            )
+        try:
+            with self._wire("settle"):
+                self._client.transact_write_items(TransactItems=items)
+            return True
+        except ClientError as exc:
+            codes = _cancel_codes(exc)
+            if not codes or codes[0] != "ConditionalCheckFailed":
+                raise LedgerUnavailable("settling the reservation was cancelled") from exc
+        if cost_usd > 0:  # already closed: still book what the call really cost
+            expression = _BOOK_SPEND + (
+                ", available_usd = available_usd - :cost" if reservation.tracks_balance else ""
+            )
+            with self._wire("book spend"):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_dump(BALANCE_KEY),
+                    UpdateExpression=expression,
+                    ExpressionAttributeValues=_values(cost=cost_usd, zero=ZERO),
+                )
+        return False
+
+    def settle(self, reservation: Reservation, *, cost_usd: Decimal, tokens_used: int) -> bool:
+        """Release the reservation and book the real cost (OpenRouter's `usage.cost`)."""
+        return self._close_reservation(reservation, cost_usd=max(cost_usd, ZERO), tokens_used=tokens_used)
+
+    def release(self, reservation: Reservation) -> bool:
+        """Give the whole reservation back (the call failed and cost nothing)."""
+        return self._close_reservation(reservation, cost_usd=ZERO, tokens_used=0)
+
+    def open_reservations(self) -> list[Reservation]:
+        return [self._reservation_from_item(i) for i in self._query("RESV")]
+
+    def reclaim_expired(self, now: datetime) -> int:
+        """Release reservations held past their deadline (a crashed or timed-out llm_call)."""
+        reclaimed = 0
+        for item in self._query("RESV"):
+            deadline = _parse_iso(item.get("deadline"))
+            if deadline is not None and deadline < now and self.release(self._reservation_from_item(item)):
+                reclaimed += 1
+        return reclaimed
+
+    @staticmethod
+    def _reservation_from_item(item: Mapping[str, Any]) -> Reservation:
+        return Reservation(
+            reservation_id=str(item["sk"]),
+            amount_usd=Decimal(item["amount_usd"]),
+            tokens=int(item.get("tokens", 0)),
+            user_id=str(item.get("user_id", "")),
+            model=str(item.get("model", "")),
+            day=str(item.get("day", "")),
+            month=str(item.get("month", "")),
+            tracks_balance=bool(item.get("tracks_balance", False)),
+            tracks_quota=bool(item.get("tracks_quota", False)),
+            tracks_budget=bool(item.get("tracks_budget", False)),
+        )
+
+    # --- usage ----------------------------------------------------------------------------------
+    def record_usage(
+        self,
+        *,
+        at: datetime,
+        user_id: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: Decimal,
+    ) -> None:
+        """Count one answered request per day, per month (with per-model cost) and per user."""
+        names = {"#mreq": f"requests#{model}", "#mcost": f"cost#{model}"}
+        values = _values(
+            one=1,
+            prompt=prompt_tokens,
+            completion=completion_tokens,
+            cost=cost_usd,
+            ttl=_epoch(at + USAGE_DAY_TTL),
+        )
+        expression = (
+            "ADD requests :one, prompt_tokens :prompt, completion_tokens :completion, cost_usd :cost, "
+            "#mreq :one, #mcost :cost SET expires_at = :ttl"
+        )
+        with self._wire("record usage"):
+            for sk in (f"DAY#{day_key(at)}", f"MONTH#{month_key(at)}"):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_dump({"pk": "USAGE", "sk": sk}),
+                    UpdateExpression=expression,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+            self._client.update_item(
+                TableName=self._table,
+                Key=_dump({"pk": f"USER#{user_id}", "sk": f"DAY#{day_key(at)}"}),
+                UpdateExpression=(
+                    "ADD requests :one, tokens_used :tokens, cost_usd :cost SET expires_at = :ttl"
+                ),
+                ExpressionAttributeValues=_values(
+                    one=1,
+                    tokens=prompt_tokens + completion_tokens,
+                    cost=cost_usd,
+                    ttl=_epoch(at + USER_DAY_TTL),
+                ),
+            )
+
+    def count_event(self, kind: str, at: datetime, amount: int = 1) -> None:
+        """Count an event ("402", "retry", "failure", "refusal", "rejected", ...) for today and this month."""
+        with self._wire("count event"):
+            for sk in (f"DAY#{day_key(at)}", f"MONTH#{month_key(at)}"):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_dump({"pk": "USAGE", "sk": sk}),
+                    UpdateExpression="ADD #event :n",
+                    ExpressionAttributeNames={"#event": f"events#{kind}"},
+                    ExpressionAttributeValues=_values(n=amount),
+                )
+
+    def _usage(self, sk: str) -> UsageTotals:
+        with self._wire("read usage"):
+            answer = self._client.get_item(TableName=self._table, Key=_dump({"pk": "USAGE", "sk": sk}))
+        item = _load(answer.get("Item") or {})
+        return UsageTotals(
+            requests=int(item.get("requests", 0)),
+            prompt_tokens=int(item.get("prompt_tokens", 0)),
+            completion_tokens=int(item.get("completion_tokens", 0)),
+            cost_usd=Decimal(item.get("cost_usd", 0)),
+            events={k.split("#", 1)[1]: int(v) for k, v in item.items() if k.startswith("events#")},
+            models={k.split("#", 1)[1]: Decimal(v) for k, v in item.items() if k.startswith("cost#")},
+        )
+
+    def usage_for_day(self, day: date | datetime) -> UsageTotals:
+        key = day_key(day) if isinstance(day, datetime) else day.isoformat()
+        return self._usage(f"DAY#{key}")
+
+    def usage_for_month(self, at: datetime) -> UsageTotals:
+        return self._usage(f"MONTH#{month_key(at)}")
+
+    def user_tokens_today(self, user_id: str, at: datetime) -> int:
+        with self._wire("read user quota"):
+            answer = self._client.get_item(
+                TableName=self._table, Key=_dump({"pk": f"USER#{user_id}", "sk": f"DAY#{day_key(at)}"})
+            )
+        item = _load(answer.get("Item") or {})
+        return int(item.get("quota_tokens", item.get("tokens_used", 0)))
+
+    # --- errors ---------------------------------------------------------------------------------
+    def record_error(self, source: str, message: str, at: datetime) -> None:
+        item = {
+            "pk": "ERROR",
+            "sk": f"{_iso(at)}#{secrets.token_hex(3)}",
+            "source": source,
+            "message": message[:500],
+            "at": _iso(at),
+            "expires_at": _epoch(at + ERROR_TTL),
+        }
+        with self._wire("record error"):
+            self._client.put_item(TableName=self._table, Item=_dump(item))
+
+    def recent_errors(self, limit: int = 10) -> list[ErrorRecord]:
+        records = []
+        for item in self._query("ERROR", newest_first=True, limit=limit):
+            at = _parse_iso(item.get("at"))
+            if at is not None:
+                records.append(
+                    ErrorRecord(
+                        at=at, source=str(item.get("source", "")), message=str(item.get("message", ""))
+                    )
+                )
+        return records
+
+    # --- generic small items (component heartbeats, alert state) ---------------------------------
+    def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        with self._wire("read item"):
+            answer = self._client.get_item(
+                TableName=self._table, Key=_dump({"pk": pk, "sk": sk}), ConsistentRead=True
+            )
+        item = answer.get("Item")
+        return _load(item) if item else None
+
+    def put_heartbeat(self, component: str, at: datetime, **details: Any) -> None:
+        """Record that a component ran (read by /nexus status)."""
+        item = {"pk": "HEARTBEAT", "sk": component, "at": _iso(at), **details}
+        with self._wire("write heartbeat"):
+            self._client.put_item(TableName=self._table, Item=_dump(item))
+
+    def heartbeats(self) -> dict[str, dict[str, Any]]:
+        return {str(i["sk"]): i for i in self._query("HEARTBEAT")}

@@ -1,0 +1,33 @@
+"""Unit fixtures: moto-backed DynamoDB table built from infra/template.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from astrabot.adapters.ledger import Ledger
+from tools.cfn import create_table_from_template
+
+TABLE = "astrabot-test"
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def ddb(aws: None) -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_table_from_template(client, TABLE)
+    return client
+
+
+@pytest.fixture
+def ledger(ddb: Any) -> Ledger:
+    return Ledger(ddb, TABLE)
