@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "template.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -39,7 +39,9 @@ def table_properties(logical_id: str = "LedgerTable") -> dict[str, Any]:
     return dict(load_template()["Resources"][logical_id]["Properties"])
 
 
-def create_table_from_template(dynamodb_client: Any, table_name: str, logical_id: str = "LedgerTable") -> None:
+def create_table_from_template(
+    dynamodb_client: Any, table_name: str, logical_id: str = "LedgerTable"
+) -> None:
     """CreateTable (and UpdateTimeToLive) with the template's own table definition."""
     props = table_properties(logical_id)
     kwargs: dict[str, Any] = {
