@@ -370,18 +370,23 @@ class Ledger:
         status: CreditStatus | None = None,
         affordable_tokens: int | None = None,
     ) -> bool:
-        """After a 402: lower `available_usd` to what OpenRouter says we can afford, at once.
+        """After a 402: OpenRouter says only `affordable_usd` is left. Lower the cached balance at once.
 
-        The difference is booked as unpolled spend so remaining - reserved - spent = available keeps
-        holding. Only ever lowers the balance. Returns True when a correction was written.
+        OpenRouter's figure does not know our open reservations (they are not charged yet), so the new
+        available is that figure less everything reserved. The difference is booked as unpolled spend
+        so remaining - reserved - spent = available keeps holding. Only ever lowers the balance.
+        Returns True when a correction was written.
         """
         for _ in range(3):
             current = self.get_balance()
-            if current is None or current.available_usd is None or current.available_usd <= affordable_usd:
+            if current is None or current.available_usd is None:
                 return False
-            diff = current.available_usd - affordable_usd
+            target = affordable_usd - current.reserved_usd
+            if current.available_usd <= target:
+                return False
+            diff = current.available_usd - target
             sets = "available_usd = :new, spent_since_poll = spent_since_poll + :diff"
-            values: dict[str, Any] = {"new": affordable_usd, "diff": diff, "old": current.available_usd}
+            values: dict[str, Any] = {"new": target, "diff": diff, "old": current.available_usd}
             names: dict[str, str] = {}
             if status is not None:
                 sets += ", #status = :status"

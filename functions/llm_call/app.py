@@ -1,0 +1,79 @@
+"""Async target of interactions: answer one chat interaction, credit-aware, exactly once.
+
+Exactly-once rests on Powertools Idempotency (DynamoDB, same table, keyed by the interaction id):
+an async retry or a duplicate delivery returns the stored outcome without calling OpenRouter or
+Discord again. The Lambda context is registered so an in-progress record expires with the
+invocation's remaining time (a timed-out run can be retried).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent,
+)
+
+from astrabot.adapters import aws
+from astrabot.adapters.discord import DiscordClient
+from astrabot.adapters.openrouter import OpenRouterClient
+from astrabot.domain.interaction import InvalidInteraction, parse_chat_request
+from astrabot.observability import logger, metrics
+from astrabot.runtime import ledger_for, settings_for, utcnow
+from astrabot.service.chat import ChatDeps, answer_interaction
+
+REQUIRED = ("TABLE_NAME", "OPENROUTER_API_KEY", "DISCORD_APPLICATION_ID")
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+_settings = settings_for("llm_call", REQUIRED)
+_dynamodb = aws.client("dynamodb")
+idempotency_config = IdempotencyConfig(
+    event_key_jmespath="interaction.id",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+)
+persistence = DynamoDBPersistenceLayer(
+    table_name=_settings.table_name,
+    key_attr="pk",
+    sort_key_attr="sk",
+    static_pk_value="IDEMPOTENCY#llm_call",
+    expiry_attr="expires_at",
+    boto3_client=_dynamodb,
+)
+
+
+@cache
+def _deps() -> ChatDeps:
+    s = _settings
+    return ChatDeps(
+        settings=s,
+        ledger=ledger_for(s, _dynamodb),
+        openrouter=OpenRouterClient(s.openrouter_api_key.reveal(), base_url=s.openrouter_base_url),
+        discord=DiscordClient(application_id=s.discord_application_id, base_url=s.discord_api_base_url),
+        clock=utcnow,
+    )
+
+
+@idempotent(config=idempotency_config, persistence_store=persistence)
+def _answer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        request = parse_chat_request(event.get("interaction"))  # type: ignore[arg-type]
+    except InvalidInteraction as exc:
+        logger.error("llm_call got an event it cannot answer", extra={"reason": str(exc)})
+        return {"result": "invalid", "reason": str(exc)}
+    logger.append_keys(interaction_id=request.interaction_id, user_id=request.user_id)
+    return answer_interaction(_deps(), request).as_dict()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    idempotency_config.register_lambda_context(context)
+    interaction = event.get("interaction") if isinstance(event, dict) else None
+    if not isinstance(interaction, dict) or not interaction.get("id"):
+        logger.error("llm_call event has no interaction id; dropped", extra={"keys": sorted(event or {})})
+        return {"result": "invalid", "reason": "no interaction id"}
+    return _answer(event, context)

@@ -1,0 +1,407 @@
+"""llm_call on moto + respx: grants, reservations, fallbacks, 402 recovery, retries and replies."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from astrabot.adapters.discord import DiscordClient
+from astrabot.adapters.ledger import BalanceUpdate, Ledger
+from astrabot.adapters.openrouter import OpenRouterClient
+from astrabot.domain.credit import CreditStatus, ModelPrice
+from astrabot.service.chat import ChatDeps
+
+OR_BASE = "https://openrouter.test/api/v1"
+DISCORD = "https://discord.test/api/v10"
+APP_ID = "1100000000000000001"
+TOKEN = "interaction-token-secret-abc"
+MODEL = "openai/gpt-4o-mini"
+FREE = "meta-llama/llama-3.3-70b-instruct:free"
+PAID = ModelPrice(MODEL, Decimal(0), Decimal("0.00003"))
+FREE_PRICE = ModelPrice(FREE)
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+EDIT = f"/webhooks/{APP_ID}/{TOKEN}/messages/@original"
+FOLLOWUP = f"/webhooks/{APP_ID}/{TOKEN}"
+
+
+def snowflake(at: datetime) -> str:
+    return str((int(at.timestamp() * 1000) - 1420070400000) << 22)
+
+
+def interaction(
+    prompt: str = "what is a lambda?", *, at: datetime = NOW, iid: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": iid or snowflake(at),
+        "application_id": APP_ID,
+        "type": 2,
+        "token": TOKEN,
+        "guild_id": "900",
+        "member": {"user": {"id": "42", "username": "ada"}, "permissions": "0"},
+        "data": {
+            "id": "1",
+            "name": "ask",
+            "type": 1,
+            "options": [{"name": "prompt", "type": 3, "value": prompt}],
+        },
+    }
+
+
+def completion(
+    text: str = "A Lambda is a function.",
+    *,
+    tokens: int = 50,
+    cost: str = "0.0015",
+    model: str = MODEL,
+    finish: str = "stop",
+) -> dict[str, Any]:
+    return {
+        "id": "gen-1",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": 20,
+            "completion_tokens": tokens,
+            "total_tokens": 20 + tokens,
+            "cost": float(cost),
+        },
+    }
+
+
+ERROR_402 = {
+    "error": {
+        "code": 402,
+        "message": "This request requires more credits, or fewer max_tokens. You requested up to 621 tokens, "
+        "but can only afford 300. To increase, visit https://openrouter.ai/settings/credits and upgrade to a "
+        "paid account",
+        "metadata": {"limit_source": "openrouter_credits"},
+    }
+}
+
+
+@dataclass
+class World:
+    app: ModuleType
+    ledger: Ledger
+    openrouter: respx.Route
+    edit: respx.Route
+    followup: respx.Route
+    sleeps: list[float]
+
+    def balance(self, usd: str, *, at: datetime = NOW) -> None:
+        current = self.ledger.get_balance()
+        self.ledger.write_balance(
+            BalanceUpdate(
+                remaining_usd=Decimal(usd),
+                status=CreditStatus.HEALTHY,
+                affordable_tokens=0,
+                default_model=MODEL,
+                prices={MODEL: PAID, FREE: FREE_PRICE},
+                fetched_at=at,
+                source="key",
+            ),
+            expected_version=current.version if current else None,
+        )
+
+    def run(self, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.app.lambda_handler(event or {"interaction": interaction()}, Context())  # type: ignore[no-any-return]
+
+    def sent_bodies(self) -> list[dict[str, Any]]:
+        """Edits of @original first, then follow-ups, each in the order sent."""
+        return [json.loads(c.request.content) for c in self.edit.calls] + [
+            json.loads(c.request.content) for c in self.followup.calls
+        ]
+
+    def chat_bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(c.request.content) for c in self.openrouter.calls]
+
+
+class Context:
+    function_name = "llm_call"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:llm_call"
+    aws_request_id = "req-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+@pytest.fixture
+def world(aws: None, ddb: Any, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    for name, value in {
+        "TABLE_NAME": ledger.table_name,
+        "OPENROUTER_API_KEY": "sk-or-v1-test-secret-0001",
+        "DISCORD_APPLICATION_ID": APP_ID,
+        "OPENROUTER_BASE_URL": OR_BASE,
+        "DISCORD_API_BASE_URL": DISCORD,
+        "DEFAULT_MODEL": MODEL,
+        "FALLBACK_MODELS": FREE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    import functions.llm_call.app as module
+
+    app = importlib.reload(module)  # built inside the mock, like a cold start
+    sleeps: list[float] = []
+    deps = ChatDeps(
+        settings=app._settings,
+        ledger=ledger,
+        openrouter=OpenRouterClient("sk-or-v1-test-secret-0001", base_url=OR_BASE, sleep=sleeps.append),
+        discord=DiscordClient(application_id=APP_ID, base_url=DISCORD, sleep=sleeps.append),
+        clock=lambda: NOW,
+    )
+    monkeypatch.setattr(app, "_deps", lambda: deps)
+    with respx.mock(assert_all_called=False) as router:
+        chat = router.post(f"{OR_BASE}/chat/completions")
+        edit = router.patch(f"{DISCORD}{EDIT}").respond(json={"id": "m1"})
+        followup = router.post(url__startswith=f"{DISCORD}{FOLLOWUP}").respond(json={"id": "m2"})
+        yield World(app, ledger, chat, edit, followup, sleeps)
+
+
+def test_given_healthy_balance_then_full_grant_answer_and_settlement(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.respond(json=completion())
+    result = world.run()
+    assert result["result"] == "answered"
+    assert world.chat_bodies()[0]["max_tokens"] == 1000
+    snap = world.ledger.get_balance()
+    assert snap is not None
+    assert (snap.reserved_usd, snap.spent_since_poll) == (0, Decimal("0.0015"))
+    assert world.ledger.usage_for_day(NOW).requests == 1
+    body = world.sent_bodies()[0]
+    assert body["content"].startswith("A Lambda is a function.")
+    assert "-# 🤖 openai/gpt-4o-mini" in body["content"]
+    assert body["allowed_mentions"] == {"parse": []}
+
+
+def test_given_721_affordable_when_1000_requested_then_621_granted_and_footer_says_trimmed(
+    world: World,
+) -> None:
+    world.balance(str(PAID.completion * 721))  # this model's prompt tokens are free
+    world.openrouter.respond(json=completion(tokens=621, finish="length", cost="0.01863"))
+    result = world.run()
+    assert world.chat_bodies()[0]["max_tokens"] == 621
+    assert result["max_tokens"] == 621
+    assert "trimmed at 621 tokens by the credit cap" in world.sent_bodies()[0]["content"]
+
+
+def test_given_nothing_affordable_then_refusal_and_no_openrouter_call(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = replace(world.app._settings, fallback_models=())
+    monkeypatch.setattr(world.app, "_deps", lambda: _deps_with(world, settings))
+    world.balance(str(PAID.completion * 150))
+    result = world.run()
+    assert result["result"] == "refused"
+    assert not world.openrouter.called
+    text = world.sent_bodies()[0]["content"]
+    assert "out of credits" in text
+    assert "https://openrouter.ai/settings/credits" in text
+    assert world.ledger.open_reservations() == []
+
+
+def _deps_with(world: World, settings: Any) -> ChatDeps:
+    return ChatDeps(
+        settings=settings,
+        ledger=world.ledger,
+        openrouter=OpenRouterClient("sk-or-v1-test-secret-0001", base_url=OR_BASE, sleep=world.sleeps.append),
+        discord=DiscordClient(application_id=APP_ID, base_url=DISCORD, sleep=world.sleeps.append),
+        clock=lambda: NOW,
+    )
+
+
+def test_given_default_unaffordable_then_free_fallback_answers_and_footer_says_why(world: World) -> None:
+    world.balance(str(PAID.completion * 150))
+    world.openrouter.respond(json=completion(model=FREE, cost="0"))
+    result = world.run()
+    assert result["model"] == FREE
+    assert world.chat_bodies()[0]["model"] == FREE
+    assert "fallback: openai/gpt-4o-mini cannot be afforded" in world.sent_bodies()[0]["content"]
+
+
+def test_given_402_then_balance_corrected_and_retry_at_affordable_figure_succeeds(world: World) -> None:
+    world.balance("1.00")
+    world.openrouter.side_effect = [
+        httpx.Response(402, json=ERROR_402),
+        httpx.Response(200, json=completion()),
+    ]
+    result = world.run()
+    assert result["result"] == "answered"
+    assert [b["max_tokens"] for b in world.chat_bodies()] == [1000, 300]
+    snap = world.ledger.get_balance()
+    assert snap is not None
+    # OpenRouter's 300 tokens (0.009) less the 0.03 still reserved, then settled at the real 0.0015
+    assert snap.available_usd == Decimal("0.0075")
+    assert snap.reserved_usd == 0
+    assert world.ledger.usage_for_day(NOW).events["402"] == 1
+    assert "retried with fewer tokens" in world.sent_bodies()[0]["content"]
+
+
+def test_given_402_with_nothing_affordable_then_clear_refusal_and_release(world: World) -> None:
+    world.balance("1.00")
+    body = json.loads(json.dumps(ERROR_402).replace("afford 300", "afford 40"))
+    world.openrouter.respond(402, json=body)
+    result = world.run()
+    assert result["result"] == "refused"
+    assert world.openrouter.call_count == 1
+    assert world.ledger.open_reservations() == []
+    assert "out of credits" in world.sent_bodies()[0]["content"]
+
+
+def test_given_429_with_retry_after_then_waits_and_answers(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.side_effect = [
+        httpx.Response(
+            429, headers={"Retry-After": "2"}, json={"error": {"code": 429, "message": "slow down"}}
+        ),
+        httpx.Response(200, json=completion()),
+    ]
+    assert world.run()["result"] == "answered"
+    assert 2.0 in world.sleeps
+
+
+def test_given_502_then_success(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.side_effect = [
+        httpx.Response(502, json={"error": {"code": 502, "message": "provider down"}}),
+        httpx.Response(200, json=completion()),
+    ]
+    assert world.run()["result"] == "answered"
+
+
+def test_given_timeouts_then_user_told_to_retry_and_nothing_charged(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.side_effect = httpx.ReadTimeout("slow")
+    result = world.run()
+    assert result["result"] == "failed"
+    assert world.openrouter.call_count == 3  # first try + 2 bounded retries
+    text = world.sent_bodies()[0]["content"]
+    assert "Nothing was charged" in text
+    assert "try again" in text
+    snap = world.ledger.get_balance()
+    assert snap is not None
+    assert (snap.reserved_usd, snap.spent_since_poll) == (0, 0)
+    assert world.ledger.recent_errors()[0].source == "llm_call"
+
+
+def test_given_stale_balance_then_conservative_cap(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.balance("5.00", at=NOW - timedelta(hours=1))
+    world.openrouter.respond(json=completion())
+    world.run()
+    assert world.chat_bodies()[0]["max_tokens"] == 500
+    assert any(r.getMessage().startswith("conservative mode") for r in caplog.records)
+
+
+def test_given_no_balance_item_then_only_free_models_answer(world: World) -> None:
+    world.openrouter.respond(json=completion(model=FREE, cost="0"))
+    result = world.run()
+    assert result["model"] == FREE
+    assert world.chat_bodies()[0]["max_tokens"] == 500
+
+
+def test_given_user_quota_used_then_polite_refusal(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = replace(world.app._settings, user_daily_token_quota=1500)
+    monkeypatch.setattr(world.app, "_deps", lambda: _deps_with(world, settings))
+    world.balance("5.00")
+    world.openrouter.respond(json=completion(tokens=900))
+    assert world.run({"interaction": interaction(iid=snowflake(NOW))})["result"] == "answered"
+    result = world.run({"interaction": interaction(iid=snowflake(NOW + timedelta(seconds=1)))})
+    assert result["result"] == "quota"
+    assert "daily allowance of 1,500 tokens" in world.sent_bodies()[-1]["content"]
+    assert world.openrouter.call_count == 1
+
+
+def test_given_monthly_budget_spent_then_refusal(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = replace(world.app._settings, monthly_budget_usd=Decimal("0.02"))
+    monkeypatch.setattr(world.app, "_deps", lambda: _deps_with(world, settings))
+    world.balance("5.00")
+    result = world.run()
+    assert result["result"] == "budget"
+    assert not world.openrouter.called
+    assert "monthly AI budget ($0.02)" in world.sent_bodies()[0]["content"]
+
+
+def test_given_duplicate_delivery_then_one_openrouter_call_and_one_reply(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.respond(json=completion())
+    event = {"interaction": interaction()}
+    first = world.run(event)
+    second = world.run(json.loads(json.dumps(event)))
+    assert first == second
+    assert world.openrouter.call_count == 1
+    assert world.edit.call_count == 1
+
+
+def test_given_5000_char_answer_with_code_block_then_split_without_breaking_it(world: World) -> None:
+    code = "```python\n" + "\n".join(f"print({i})  # line {i}" for i in range(120)) + "\n```"
+    text = ("Intro paragraph. " * 60) + "\n\n" + code + "\n\n" + ("Outro words. " * 150)
+    assert len(text) > 5000
+    world.balance("5.00")
+    world.openrouter.respond(json=completion(text=text, tokens=900))
+    result = world.run()
+    bodies = world.sent_bodies()
+    assert result["messages_sent"] == len(bodies) >= 3
+    for body in bodies:
+        assert len(body["content"]) <= 2000
+        assert body["content"].count("```") % 2 == 0
+        assert body["allowed_mentions"] == {"parse": []}
+    assert "-# 🤖" in bodies[-1]["content"]
+
+
+def test_given_answer_with_everyone_then_no_ping(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.respond(json=completion(text="Hey @everyone and @here, <@&123> look!"))
+    world.run()
+    body = world.sent_bodies()[0]
+    assert "@everyone" in body["content"]
+    assert body["allowed_mentions"] == {"parse": []}
+
+
+def test_given_unknown_webhook_right_after_defer_then_retried(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.respond(json=completion())
+    world.edit.side_effect = [
+        httpx.Response(404, json={"message": "Unknown Webhook", "code": 10015}),
+        httpx.Response(200, json={"id": "m1"}),
+    ]
+    assert world.run()["messages_sent"] == 1
+
+
+def test_given_expired_token_then_no_call_and_no_reply(world: World) -> None:
+    world.balance("5.00")
+    result = world.run({"interaction": interaction(at=NOW - timedelta(minutes=16))})
+    assert result["result"] == "expired"
+    assert not world.openrouter.called
+    assert not world.edit.called
+
+
+def test_given_discord_down_then_usage_still_recorded(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.respond(json=completion())
+    world.edit.respond(500, json={"message": "oops"})
+    result = world.run()
+    assert result["result"] == "answered"
+    assert result["messages_sent"] == 0
+    assert world.ledger.usage_for_day(NOW).requests == 1
+
+
+def test_given_event_without_interaction_then_dropped_cleanly(world: World) -> None:
+    assert world.app.lambda_handler({"nope": 1}, Context())["result"] == "invalid"
+
+
+def test_given_secret_values_then_never_in_logs(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.balance("5.00")
+    world.openrouter.side_effect = httpx.ReadTimeout("slow")
+    world.run()
+    assert "sk-or-v1-test-secret-0001" not in caplog.text
+    assert TOKEN not in caplog.text
