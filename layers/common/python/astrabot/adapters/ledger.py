@@ -9,16 +9,25 @@ conditions cannot do arithmetic: a reservation is one conditional update
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from astrabot.adapters import dynamo
+from astrabot.adapters.dynamo import (
+    cancel_codes,
+    condition_failed,
+    dump,
+    epoch,
+    iso,
+    load,
+    parse_iso,
+    wire,
+)
 from astrabot.domain.credit import CreditStatus, ModelPrice, parse_usd
 from astrabot.domain.forecast import BalancePoint
 from astrabot.errors import BalanceConflict, LedgerUnavailable, ReservationRejected
@@ -31,53 +40,6 @@ USAGE_DAY_TTL = timedelta(days=400)
 RESERVATION_TIMEOUT = timedelta(minutes=15)
 
 BALANCE_KEY = {"pk": "BALANCE", "sk": "CURRENT"}
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _parse_iso(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _epoch(at: datetime) -> int:
-    return int(at.timestamp())
-
-
-def _dump(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
-
-
-def _load(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
-
-
-def _values(**values: Any) -> dict[str, Any]:
-    return {f":{k}": _serializer.serialize(v) for k, v in values.items()}
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-def _cancel_codes(exc: ClientError) -> list[str]:
-    """The per-item codes of a cancelled transaction ("None", "ConditionalCheckFailed", ...)."""
-    reasons = exc.response.get("CancellationReasons") or []
-    codes = [str(r.get("Code", "None")) for r in reasons]
-    if not codes:  # some SDKs/mocks only put them in the message: "[None, ConditionalCheckFailed]"
-        message = exc.response.get("Error", {}).get("Message", "")
-        if "[" in message:
-            codes = [c.strip() for c in message[message.rfind("[") + 1 : message.rfind("]")].split(",")]
-    return codes
 
 
 @dataclass(frozen=True)
@@ -134,8 +96,8 @@ class BalanceSnapshot:
             affordable_tokens=None if affordable is None else int(affordable),
             default_model=str(item.get("default_model", "")),
             prices=prices,
-            fetched_at=_parse_iso(item.get("fetched_at")),
-            checked_at=_parse_iso(item.get("checked_at")),
+            fetched_at=parse_iso(item.get("fetched_at")),
+            checked_at=parse_iso(item.get("checked_at")),
             stale=bool(item.get("stale", False)),
             last_error=item.get("last_error"),
             source=str(item.get("source", "")),
@@ -240,33 +202,17 @@ class Ledger:
     def table_name(self) -> str:
         return self._table
 
-    @contextmanager
-    def _wire(self, action: str) -> Iterator[None]:
-        """Turn botocore failures into LedgerUnavailable; condition failures are handled by callers."""
-        try:
-            yield
-        except ClientError as exc:
-            if (
-                _condition_failed(exc)
-                or exc.response.get("Error", {}).get("Code") == "TransactionCanceledException"
-            ):
-                raise
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            raise LedgerUnavailable(f"DynamoDB {action} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"DynamoDB {action} failed: {type(exc).__name__}") from exc
-
     def ping(self) -> None:
         """A cheap read that proves the table answers (for /nexus status)."""
-        with self._wire("ping"):
-            self._client.get_item(TableName=self._table, Key=_dump({"pk": "PING", "sk": "PING"}))
+        with wire("ping"):
+            self._client.get_item(TableName=self._table, Key=dump({"pk": "PING", "sk": "PING"}))
 
     # --- balance --------------------------------------------------------------------------------
     def get_balance(self) -> BalanceSnapshot | None:
-        with self._wire("read balance"):
-            answer = self._client.get_item(TableName=self._table, Key=_dump(BALANCE_KEY), ConsistentRead=True)
+        with wire("read balance"):
+            answer = self._client.get_item(TableName=self._table, Key=dump(BALANCE_KEY), ConsistentRead=True)
         item = answer.get("Item")
-        return BalanceSnapshot.from_item(_load(item)) if item else None
+        return BalanceSnapshot.from_item(load(item)) if item else None
 
     def write_balance(self, update: BalanceUpdate, *, expected_version: int | None) -> int:
         """Store a fresh poll. `expected_version` is the version read before polling (None: no item).
@@ -286,8 +232,8 @@ class Ledger:
             "affordable_tokens": update.affordable_tokens,
             "default_model": update.default_model,
             "prices": {model: price.to_item() for model, price in update.prices.items()},
-            "fetched_at": _iso(update.fetched_at),
-            "checked_at": _iso(update.fetched_at),
+            "fetched_at": iso(update.fetched_at),
+            "checked_at": iso(update.fetched_at),
             "source": update.source,
             "stale": False,
             "consecutive_failures": 0,
@@ -302,10 +248,10 @@ class Ledger:
                     "spent_since_poll": ZERO,
                     "version": 1,
                 }
-                with self._wire("create balance"):
+                with wire("create balance"):
                     self._client.put_item(
                         TableName=self._table,
-                        Item=_dump(item),
+                        Item=dump(item),
                         ConditionExpression="attribute_not_exists(pk)",
                     )
                 return 1
@@ -321,29 +267,29 @@ class Ledger:
             expression = (
                 "SET " + ", ".join(sets) + " REMOVE " + ", ".join(["last_error", *(f"#{k}" for k in absent)])
             )
-            with self._wire("write balance"):
+            with wire("write balance"):
                 self._client.update_item(
                     TableName=self._table,
-                    Key=_dump(BALANCE_KEY),
+                    Key=dump(BALANCE_KEY),
                     UpdateExpression=expression,
                     ConditionExpression="version = :expected AND attribute_exists(reserved_usd)",
                     ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=_values(
+                    ExpressionAttributeValues=dynamo.values(
                         **present, zero=ZERO, next=expected_version + 1, expected=expected_version
                     ),
                 )
             return expected_version + 1
         except ClientError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise BalanceConflict("the balance item changed while this poll ran") from exc
             raise
 
     def mark_balance_stale(self, error: str, at: datetime) -> None:
         """An outage: keep the last good balance, flag it stale, count the failure. Never zero it."""
-        with self._wire("mark balance stale"):
+        with wire("mark balance stale"):
             self._client.update_item(
                 TableName=self._table,
-                Key=_dump(BALANCE_KEY),
+                Key=dump(BALANCE_KEY),
                 UpdateExpression=(
                     "SET stale = :true, last_error = :error, checked_at = :at, "
                     "#status = if_not_exists(#status, :unknown), "
@@ -353,10 +299,10 @@ class Ledger:
                     "ADD consecutive_failures :one"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=dynamo.values(
                     true=True,
                     error=error[:300],
-                    at=_iso(at),
+                    at=iso(at),
                     unknown=CreditStatus.UNKNOWN.value,
                     zero=ZERO,
                     one=1,
@@ -396,18 +342,18 @@ class Ledger:
                 sets += ", affordable_tokens = :tokens"
                 values["tokens"] = affordable_tokens
             try:
-                with self._wire("correct balance"):
+                with wire("correct balance"):
                     self._client.update_item(
                         TableName=self._table,
-                        Key=_dump(BALANCE_KEY),
+                        Key=dump(BALANCE_KEY),
                         UpdateExpression="SET " + sets,
                         ConditionExpression="available_usd = :old",
-                        ExpressionAttributeValues=_values(**values),
+                        ExpressionAttributeValues=dynamo.values(**values),
                         **({"ExpressionAttributeNames": names} if names else {}),
                     )
                 return True
             except ClientError as exc:
-                if not _condition_failed(exc):
+                if not condition_failed(exc):
                     raise
         return False
 
@@ -415,18 +361,18 @@ class Ledger:
     def add_history_point(self, at: datetime, remaining_usd: Decimal) -> None:
         item = {
             "pk": "BALANCE",
-            "sk": f"HIST#{_iso(at)}",
+            "sk": f"HIST#{iso(at)}",
             "remaining_usd": remaining_usd,
-            "at": _iso(at),
-            "expires_at": _epoch(at + HISTORY_TTL),
+            "at": iso(at),
+            "expires_at": epoch(at + HISTORY_TTL),
         }
-        with self._wire("write history"):
-            self._client.put_item(TableName=self._table, Item=_dump(item))
+        with wire("write history"):
+            self._client.put_item(TableName=self._table, Item=dump(item))
 
     def balance_history(self, since: datetime) -> list[BalancePoint]:
         points: list[BalancePoint] = []
-        for item in self._query("BALANCE", sk_between=(f"HIST#{_iso(since)}", "HIST#~")):
-            at = _parse_iso(item.get("at"))
+        for item in self._query("BALANCE", sk_between=(f"HIST#{iso(since)}", "HIST#~")):
+            at = parse_iso(item.get("at"))
             amount = parse_usd(item.get("remaining_usd"))
             if at is not None and amount is not None:
                 points.append(BalancePoint(at=at, remaining_usd=amount))
@@ -452,16 +398,16 @@ class Ledger:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": _values(**values),
+            "ExpressionAttributeValues": dynamo.values(**values),
             "ScanIndexForward": not newest_first,
         }
         items: list[dict[str, Any]] = []
         while True:
             if limit is not None:
                 kwargs["Limit"] = limit - len(items)
-            with self._wire("query"):
+            with wire("query"):
                 page = self._client.query(**kwargs)
-            items.extend(_load(i) for i in page.get("Items", []))
+            items.extend(load(i) for i in page.get("Items", []))
             last = page.get("LastEvaluatedKey")
             if not last or (limit is not None and len(items) >= limit):
                 return items
@@ -472,11 +418,11 @@ class Ledger:
         self, key: Mapping[str, str], expression: str, condition: str | None = None, **values: Any
     ) -> dict[str, Any]:
         """One `Update` entry of a transaction."""
-        op: dict[str, Any] = {"TableName": self._table, "Key": _dump(key), "UpdateExpression": expression}
+        op: dict[str, Any] = {"TableName": self._table, "Key": dump(key), "UpdateExpression": expression}
         if condition:
             op["ConditionExpression"] = condition
         if values:
-            op["ExpressionAttributeValues"] = _values(**values)
+            op["ExpressionAttributeValues"] = dynamo.values(**values)
         return {"Update": op}
 
     def reserve(self, request: ReservationRequest, *, balance_known: bool) -> Reservation:
@@ -507,13 +453,13 @@ class Ledger:
             "pk": "RESV",
             "sk": request.reservation_id,
             **{k: v for k, v in asdict(reservation).items() if k != "reservation_id"},
-            "created_at": _iso(request.at),
-            "deadline": _iso(deadline),
-            "expires_at": _epoch(deadline + timedelta(days=1)),
+            "created_at": iso(request.at),
+            "deadline": iso(deadline),
+            "expires_at": epoch(deadline + timedelta(days=1)),
         }
         put = {
             "TableName": self._table,
-            "Item": _dump(record),
+            "Item": dump(record),
             "ConditionExpression": "attribute_not_exists(pk)",
         }
         items: list[tuple[str, dict[str, Any]]] = [(ReservationRejected.DUPLICATE, {"Put": put})]
@@ -532,7 +478,7 @@ class Ledger:
                 "attribute_not_exists(quota_tokens) OR quota_tokens <= :limit",
                 tokens=request.tokens,
                 limit=request.user_daily_quota - request.tokens,
-                ttl=_epoch(request.at + USER_DAY_TTL),
+                ttl=epoch(request.at + USER_DAY_TTL),
             )
             items.append((ReservationRejected.USER_QUOTA, quota))
         if reservation.tracks_budget:
@@ -545,10 +491,10 @@ class Ledger:
             )
             items.append((ReservationRejected.MONTHLY_BUDGET, budget))
         try:
-            with self._wire("reserve"):
+            with wire("reserve"):
                 self._client.transact_write_items(TransactItems=[entry for _, entry in items])
         except ClientError as exc:
-            codes = _cancel_codes(exc)
+            codes = cancel_codes(exc)
             for (reason, _), code in zip(items, codes, strict=False):
                 if code == "ConditionalCheckFailed":
                     raise ReservationRejected(reason) from exc
@@ -564,7 +510,7 @@ class Ledger:
         """
         delete = {
             "TableName": self._table,
-            "Key": _dump({"pk": "RESV", "sk": reservation.reservation_id}),
+            "Key": dump({"pk": "RESV", "sk": reservation.reservation_id}),
             "ConditionExpression": "attribute_exists(pk)",
         }
         items: list[dict[str, Any]] = [{"Delete": delete}]
@@ -598,23 +544,23 @@ class Ledger:
                 )
             )
         try:
-            with self._wire("settle"):
+            with wire("settle"):
                 self._client.transact_write_items(TransactItems=items)
             return True
         except ClientError as exc:
-            codes = _cancel_codes(exc)
+            codes = cancel_codes(exc)
             if not codes or codes[0] != "ConditionalCheckFailed":
                 raise LedgerUnavailable("settling the reservation was cancelled") from exc
         if cost_usd > 0:  # already closed: still book what the call really cost
             expression = _BOOK_SPEND + (
                 ", available_usd = available_usd - :cost" if reservation.tracks_balance else ""
             )
-            with self._wire("book spend"):
+            with wire("book spend"):
                 self._client.update_item(
                     TableName=self._table,
-                    Key=_dump(BALANCE_KEY),
+                    Key=dump(BALANCE_KEY),
                     UpdateExpression=expression,
-                    ExpressionAttributeValues=_values(cost=cost_usd, zero=ZERO),
+                    ExpressionAttributeValues=dynamo.values(cost=cost_usd, zero=ZERO),
                 )
         return False
 
@@ -633,7 +579,7 @@ class Ledger:
         """Release reservations held past their deadline (a crashed or timed-out llm_call)."""
         reclaimed = 0
         for item in self._query("RESV"):
-            deadline = _parse_iso(item.get("deadline"))
+            deadline = parse_iso(item.get("deadline"))
             if deadline is not None and deadline < now and self.release(self._reservation_from_item(item)):
                 reclaimed += 1
         return reclaimed
@@ -666,56 +612,56 @@ class Ledger:
     ) -> None:
         """Count one answered request per day, per month (with per-model cost) and per user."""
         names = {"#mreq": f"requests#{model}", "#mcost": f"cost#{model}"}
-        values = _values(
+        counters = dynamo.values(
             one=1,
             prompt=prompt_tokens,
             completion=completion_tokens,
             cost=cost_usd,
-            ttl=_epoch(at + USAGE_DAY_TTL),
+            ttl=epoch(at + USAGE_DAY_TTL),
         )
         expression = (
             "ADD requests :one, prompt_tokens :prompt, completion_tokens :completion, cost_usd :cost, "
             "#mreq :one, #mcost :cost SET expires_at = :ttl"
         )
-        with self._wire("record usage"):
+        with wire("record usage"):
             for sk in (f"DAY#{day_key(at)}", f"MONTH#{month_key(at)}"):
                 self._client.update_item(
                     TableName=self._table,
-                    Key=_dump({"pk": "USAGE", "sk": sk}),
+                    Key=dump({"pk": "USAGE", "sk": sk}),
                     UpdateExpression=expression,
                     ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
+                    ExpressionAttributeValues=counters,
                 )
             self._client.update_item(
                 TableName=self._table,
-                Key=_dump({"pk": f"USER#{user_id}", "sk": f"DAY#{day_key(at)}"}),
+                Key=dump({"pk": f"USER#{user_id}", "sk": f"DAY#{day_key(at)}"}),
                 UpdateExpression=(
                     "ADD requests :one, tokens_used :tokens, cost_usd :cost SET expires_at = :ttl"
                 ),
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=dynamo.values(
                     one=1,
                     tokens=prompt_tokens + completion_tokens,
                     cost=cost_usd,
-                    ttl=_epoch(at + USER_DAY_TTL),
+                    ttl=epoch(at + USER_DAY_TTL),
                 ),
             )
 
     def count_event(self, kind: str, at: datetime, amount: int = 1) -> None:
         """Count an event ("402", "retry", "failure", "refusal", "rejected", ...) for today and this month."""
-        with self._wire("count event"):
+        with wire("count event"):
             for sk in (f"DAY#{day_key(at)}", f"MONTH#{month_key(at)}"):
                 self._client.update_item(
                     TableName=self._table,
-                    Key=_dump({"pk": "USAGE", "sk": sk}),
+                    Key=dump({"pk": "USAGE", "sk": sk}),
                     UpdateExpression="ADD #event :n",
                     ExpressionAttributeNames={"#event": f"events#{kind}"},
-                    ExpressionAttributeValues=_values(n=amount),
+                    ExpressionAttributeValues=dynamo.values(n=amount),
                 )
 
     def _usage(self, sk: str) -> UsageTotals:
-        with self._wire("read usage"):
-            answer = self._client.get_item(TableName=self._table, Key=_dump({"pk": "USAGE", "sk": sk}))
-        item = _load(answer.get("Item") or {})
+        with wire("read usage"):
+            answer = self._client.get_item(TableName=self._table, Key=dump({"pk": "USAGE", "sk": sk}))
+        item = load(answer.get("Item") or {})
         return UsageTotals(
             requests=int(item.get("requests", 0)),
             prompt_tokens=int(item.get("prompt_tokens", 0)),
@@ -733,30 +679,30 @@ class Ledger:
         return self._usage(f"MONTH#{month_key(at)}")
 
     def user_tokens_today(self, user_id: str, at: datetime) -> int:
-        with self._wire("read user quota"):
+        with wire("read user quota"):
             answer = self._client.get_item(
-                TableName=self._table, Key=_dump({"pk": f"USER#{user_id}", "sk": f"DAY#{day_key(at)}"})
+                TableName=self._table, Key=dump({"pk": f"USER#{user_id}", "sk": f"DAY#{day_key(at)}"})
             )
-        item = _load(answer.get("Item") or {})
+        item = load(answer.get("Item") or {})
         return int(item.get("quota_tokens", item.get("tokens_used", 0)))
 
     # --- errors ---------------------------------------------------------------------------------
     def record_error(self, source: str, message: str, at: datetime) -> None:
         item = {
             "pk": "ERROR",
-            "sk": f"{_iso(at)}#{secrets.token_hex(3)}",
+            "sk": f"{iso(at)}#{secrets.token_hex(3)}",
             "source": source,
             "message": message[:500],
-            "at": _iso(at),
-            "expires_at": _epoch(at + ERROR_TTL),
+            "at": iso(at),
+            "expires_at": epoch(at + ERROR_TTL),
         }
-        with self._wire("record error"):
-            self._client.put_item(TableName=self._table, Item=_dump(item))
+        with wire("record error"):
+            self._client.put_item(TableName=self._table, Item=dump(item))
 
     def recent_errors(self, limit: int = 10) -> list[ErrorRecord]:
         records = []
         for item in self._query("ERROR", newest_first=True, limit=limit):
-            at = _parse_iso(item.get("at"))
+            at = parse_iso(item.get("at"))
             if at is not None:
                 records.append(
                     ErrorRecord(
@@ -767,18 +713,18 @@ class Ledger:
 
     # --- generic small items (component heartbeats, alert state) ---------------------------------
     def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
-        with self._wire("read item"):
+        with wire("read item"):
             answer = self._client.get_item(
-                TableName=self._table, Key=_dump({"pk": pk, "sk": sk}), ConsistentRead=True
+                TableName=self._table, Key=dump({"pk": pk, "sk": sk}), ConsistentRead=True
             )
         item = answer.get("Item")
-        return _load(item) if item else None
+        return load(item) if item else None
 
     def put_heartbeat(self, component: str, at: datetime, **details: Any) -> None:
         """Record that a component ran (read by /nexus status)."""
-        item = {"pk": "HEARTBEAT", "sk": component, "at": _iso(at), **details}
-        with self._wire("write heartbeat"):
-            self._client.put_item(TableName=self._table, Item=_dump(item))
+        item = {"pk": "HEARTBEAT", "sk": component, "at": iso(at), **details}
+        with wire("write heartbeat"):
+            self._client.put_item(TableName=self._table, Item=dump(item))
 
     def heartbeats(self) -> dict[str, dict[str, Any]]:
         return {str(i["sk"]): i for i in self._query("HEARTBEAT")}
