@@ -30,6 +30,20 @@ dev: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m tools.demo
 
+# SAM CLI lives in its own virtualenv (its pins clash with ours); tools/sam.sh runs it with Python 3.13.
+SAMVENV ?= .venv-sam
+ENV ?= default
+
+$(SAMVENV)/.installed: tools/sam.sh constraints-sam.txt
+	SAMVENV=$(abspath $(SAMVENV)) tools/sam.sh --install
+
+build: $(SAMVENV)/.installed
+	SAMVENV=$(abspath $(SAMVENV)) tools/sam.sh validate --lint --config-env $(ENV)
+	SAMVENV=$(abspath $(SAMVENV)) tools/sam.sh build --config-env $(ENV)
+
+deploy: build
+	SAMVENV=$(abspath $(SAMVENV)) tools/sam.sh deploy --config-env $(ENV)
+
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run
 
@@ -37,4 +51,4 @@ register: $(VENV)/.installed
 	$(PY) -m tools.register_commands $(ARGS)
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAMVENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

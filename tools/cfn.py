@@ -57,3 +57,15 @@ def create_table_from_template(
     ttl = props.get("TimeToLiveSpecification")
     if ttl:
         dynamodb_client.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    """Logical id -> resource, for every resource of one type (e.g. "AWS::Serverless::Function")."""
+    return {rid: res for rid, res in template["Resources"].items() if res["Type"] == resource_type}
+
+
+def function_environment(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """A function's environment variables as deployed: Globals first, the function's own win."""
+    global_vars = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    own = template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+    return {**global_vars, **own}
