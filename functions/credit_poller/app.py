@@ -8,6 +8,7 @@ from typing import Any
 from astrabot.adapters.openrouter import OpenRouterClient
 from astrabot.observability import logger, metrics
 from astrabot.runtime import ledger_for, settings_for, utcnow
+from astrabot.service.alerting import alert_hook_for
 from astrabot.service.poller import BalanceHook, poll_once
 
 REQUIRED = ("TABLE_NAME", "OPENROUTER_API_KEY")
@@ -22,7 +23,7 @@ def _runtime() -> tuple[Any, Any, OpenRouterClient, BalanceHook | None]:
         base_url=settings.openrouter_base_url,
         management_key=settings.openrouter_management_key.reveal(),
     )
-    return settings, ledger, client, None
+    return settings, ledger, client, alert_hook_for(settings, ledger)
 
 
 @logger.inject_lambda_context(clear_state=True)
