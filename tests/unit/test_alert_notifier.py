@@ -226,3 +226,45 @@ def test_given_no_webhook_url_then_one_line_naming_it(
     app._runtime.cache_clear()
     with pytest.raises(ConfigError, match=r"^DISCORD_ALERT_WEBHOOK_URL is not set"):
         app.lambda_handler(sns_event(alert()), Context())
+
+
+# --- CloudWatch alarms and the heartbeat -----------------------------------------------------------
+ALARM = {
+    "AlarmName": "astrabot-credit-status-critical",
+    "AlarmDescription": "Credit status is critical: top up OpenRouter now.",
+    "NewStateValue": "ALARM",
+    "OldStateValue": "OK",
+    "NewStateReason": "Threshold Crossed: 1 datapoint [3.0] was >= the threshold (3.0).",
+    "StateChangeTime": "2026-12-04T12:00:00.000+0000",
+}
+
+
+def test_given_a_cloudwatch_alarm_when_delivered_then_rendered_not_skipped(webhook: respx.Route) -> None:
+    webhook.respond(200, json={"id": "1"})
+    assert app.lambda_handler(sns_event(ALARM), Context()) == {"delivered": 1}
+    embed = posted(webhook)["embeds"][0]
+    assert embed["title"] == "⏰ CloudWatch alarm astrabot-credit-status-critical: ALARM"
+    assert embed["color"] == 0xE74C3C
+    assert posted(webhook)["allowed_mentions"] == {"parse": []}
+
+
+def test_given_a_table_when_delivered_then_heartbeat_recorded(
+    webhook: respx.Route, ledger: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TABLE_NAME", ledger.table_name)
+    app._runtime.cache_clear()
+    webhook.respond(200, json={"id": "1"})
+    app.lambda_handler(sns_event(alert()), Context())
+    beat = ledger.heartbeats()["alert_notifier"]
+    assert (beat["ok"], beat["delivered"]) == (True, 1)
+
+
+def test_given_a_table_when_delivery_fails_then_heartbeat_says_so_and_sns_retries(
+    webhook: respx.Route, ledger: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TABLE_NAME", ledger.table_name)
+    app._runtime.cache_clear()
+    webhook.respond(500, json={"message": "oops"})
+    with pytest.raises(AlertDeliveryFailed):
+        app.lambda_handler(sns_event(alert()), Context())
+    assert ledger.heartbeats()["alert_notifier"]["ok"] is False

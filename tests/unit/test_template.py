@@ -73,7 +73,7 @@ EXPECTED_ENV = {
         "FALLBACK_MODELS",
         *THRESHOLDS,
     },
-    "alert_notifier": {"DISCORD_ALERT_WEBHOOK_URL_PARAM", "ALERT_MENTION_ROLE_ID"},
+    "alert_notifier": {"DISCORD_ALERT_WEBHOOK_URL_PARAM", "ALERT_MENTION_ROLE_ID", "TABLE_NAME"},
 }
 
 # Resource "*" only where AWS allows nothing narrower, each with the reason.

@@ -11,57 +11,38 @@ lease runs out.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from astrabot.adapters.dynamo import condition_failed, dump, iso, load, parse_iso, wire
 from astrabot.domain.alerts import Alert, AlertState, MalformedAlert
 from astrabot.domain.credit import CreditStatus
-from astrabot.errors import AstraBotError, LedgerUnavailable
+from astrabot.errors import AstraBotError
 from astrabot.observability import logger
 
 STATE_KEY = {"pk": "ALERT", "sk": "STATE"}
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 class AlertStateConflict(AstraBotError):
     """Another poller run advanced the alert state since this run read it."""
 
 
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _time(text: Any) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if isinstance(text, str) and text else None
-
-
-def _wire(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items()}
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 def _scalars(state: AlertState, at: datetime) -> dict[str, Any]:
     """The state's own fields as item attributes; None for an absent timestamp."""
     return {
         "last_status": state.last_status.value,
-        "last_alert_at": _iso(state.last_alert_at) if state.last_alert_at else None,
-        "next_reminder_at": _iso(state.next_reminder_at) if state.next_reminder_at else None,
+        "last_alert_at": iso(state.last_alert_at) if state.last_alert_at else None,
+        "next_reminder_at": iso(state.next_reminder_at) if state.next_reminder_at else None,
         "forecast_episode_open": state.forecast_episode_open,
         "unknown_polls": state.unknown_polls,
         "unknown_alerted": state.unknown_alerted,
         "episode": state.episode,
         "sequence": state.sequence,
-        "updated_at": _iso(at),
+        "updated_at": iso(at),
     }
 
 
@@ -89,28 +70,16 @@ class AlertStateStore:
         self._client = client
         self._table = table_name
 
-    @contextmanager
-    def _call(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except ClientError as exc:
-            if _condition_failed(exc):
-                raise
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            raise LedgerUnavailable(f"DynamoDB {action} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"DynamoDB {action} failed: {type(exc).__name__}") from exc
-
     def load(self) -> AlertState:
-        with self._call("read alert state"):
-            answer = self._client.get_item(TableName=self._table, Key=_wire(STATE_KEY), ConsistentRead=True)
+        with wire("read alert state"):
+            answer = self._client.get_item(TableName=self._table, Key=dump(STATE_KEY), ConsistentRead=True)
         if "Item" not in answer:
             return AlertState()
-        item = {k: _deserializer.deserialize(v) for k, v in answer["Item"].items()}
+        item = load(answer["Item"])
         return AlertState(
             last_status=CreditStatus(item.get("last_status", CreditStatus.HEALTHY.value)),
-            last_alert_at=_time(item.get("last_alert_at")),
-            next_reminder_at=_time(item.get("next_reminder_at")),
+            last_alert_at=parse_iso(item.get("last_alert_at")),
+            next_reminder_at=parse_iso(item.get("next_reminder_at")),
             forecast_episode_open=bool(item.get("forecast_episode_open", False)),
             unknown_polls=int(item.get("unknown_polls", 0)),
             unknown_alerted=bool(item.get("unknown_alerted", False)),
@@ -141,9 +110,9 @@ class AlertStateStore:
 
     def _create(self, present: Mapping[str, Any], pending: Mapping[str, Any]) -> None:
         item = {**STATE_KEY, **present, "version": 1, "pending": pending}
-        with self._call("create alert state"):
+        with wire("create alert state"):
             self._client.put_item(
-                TableName=self._table, Item=_wire(item), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self._table, Item=dump(item), ConditionExpression="attribute_not_exists(pk)"
             )
 
     def _update(
@@ -159,14 +128,14 @@ class AlertStateStore:
         expression = "SET " + ", ".join(sets)
         if absent:
             expression += " REMOVE " + ", ".join(f"#{k}" for k in absent)
-        with self._call("write alert state"):
+        with wire("write alert state"):
             self._client.update_item(
                 TableName=self._table,
-                Key=_wire(STATE_KEY),
+                Key=dump(STATE_KEY),
                 UpdateExpression=expression,
                 ConditionExpression="version = :expected",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_wire({**values, ":next": version + 1, ":expected": version}),
+                ExpressionAttributeValues=dump({**values, ":next": version + 1, ":expected": version}),
             )
 
     def claim(self, alert_id: str, now: datetime, lease: timedelta) -> bool:
@@ -176,7 +145,7 @@ class AlertStateStore:
             "SET pending.#id.claimed_until = :until",
             "attribute_exists(pending.#id) AND (attribute_not_exists(pending.#id.claimed_until) "
             "OR pending.#id.claimed_until < :now)",
-            {":until": _iso(now + lease), ":now": _iso(now)},
+            {":until": iso(now + lease), ":now": iso(now)},
         )
 
     def release(self, alert_id: str) -> bool:
@@ -192,19 +161,19 @@ class AlertStateStore:
     def _pending_update(
         self, alert_id: str, expression: str, condition: str, values: Mapping[str, Any]
     ) -> bool:
-        extra = {"ExpressionAttributeValues": _wire(values)} if values else {}
+        extra = {"ExpressionAttributeValues": dump(values)} if values else {}
         try:
-            with self._call("update pending alert"):
+            with wire("update pending alert"):
                 self._client.update_item(
                     TableName=self._table,
-                    Key=_wire(STATE_KEY),
+                    Key=dump(STATE_KEY),
                     UpdateExpression=expression,
                     ConditionExpression=condition,
                     ExpressionAttributeNames={"#id": alert_id},
                     **extra,
                 )
         except ClientError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True

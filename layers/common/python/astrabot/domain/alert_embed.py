@@ -121,3 +121,32 @@ def _hours(hours: float | None) -> str:
     if hours is None:
         return "unknown (no spending measured)"
     return f"about {hours / 24:.1f} days" if hours > 48 else f"about {hours:.1f} h"
+
+
+_ALARM_COLOURS = {"ALARM": 0xE74C3C, "OK": 0x2ECC71}
+_ALARM_EMOJI = {"ALARM": "⏰", "OK": "✅"}
+
+
+def is_cloudwatch_alarm(message: Mapping[str, Any]) -> bool:
+    return "AlarmName" in message and "NewStateValue" in message
+
+
+def render_cloudwatch_alarm(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudWatch alarm notification (the stack's own alarms publish to the alert topic)."""
+    state = str(message.get("NewStateValue", "UNKNOWN"))
+    name = str(message.get("AlarmName", "alarm"))
+    embed = {
+        "title": f"{_ALARM_EMOJI.get(state, '⚠️')} CloudWatch alarm {name}: {state}",
+        "description": str(message.get("AlarmDescription") or ""),
+        "color": _ALARM_COLOURS.get(state, 0x95A5A6),
+        "fields": [
+            {
+                "name": "Why",
+                "value": str(message.get("NewStateReason") or "(no reason given)"),
+                "inline": False,
+            },
+            {"name": "Since", "value": str(message.get("StateChangeTime") or "?"), "inline": True},
+            {"name": "Was", "value": str(message.get("OldStateValue") or "?"), "inline": True},
+        ],
+    }
+    return {"username": USERNAME, **safe_message(embeds=[embed])}

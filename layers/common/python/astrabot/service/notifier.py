@@ -2,7 +2,8 @@
 
 Transient Discord failures raise so SNS redelivers the record; permanent ones (webhook deleted,
 token revoked) are logged and counted, never retried (a retry loop on 401/403/404 counts towards
-Discord's IP ban and cannot succeed). A record that is not a credit alert is skipped.
+Discord's IP ban and cannot succeed). CloudWatch alarm notifications from the stack's own
+alarms are rendered too; any other record is skipped.
 The webhook URL is a secret: it appears in no log line and no exception.
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from astrabot import metric_names as m
-from astrabot.domain.alert_embed import render_alert
+from astrabot.adapters.ledger import Ledger
+from astrabot.domain.alert_embed import is_cloudwatch_alarm, render_alert, render_cloudwatch_alarm
 from astrabot.domain.alerts import MalformedAlert
-from astrabot.errors import AstraBotError, DiscordError
+from astrabot.errors import AstraBotError, DiscordError, LedgerUnavailable
 from astrabot.observability import MetricUnit, logger, metrics
 
 
@@ -37,7 +40,10 @@ def deliver_alerts(
         if message is None:
             continue
         try:
-            payload = render_alert(message, mention_role_id=mention_role_id)
+            if is_cloudwatch_alarm(message):
+                payload = render_cloudwatch_alarm(message)
+            else:
+                payload = render_alert(message, mention_role_id=mention_role_id)
         except MalformedAlert as exc:
             logger.error("SNS record is not a credit alert; skipped", extra={"reason": str(exc)})
             continue
@@ -75,3 +81,13 @@ def _alert_message(record: Any) -> dict[str, Any] | None:
 def _failure(alert_id: Any, exc: DiscordError) -> dict[str, Any]:
     # Status and code only: the error's text is redacted by the client, but need not be trusted.
     return {"alert_id": alert_id, "status": exc.status, "code": exc.code, "permanent": exc.permanent}
+
+
+def record_heartbeat(ledger: Ledger | None, at: datetime, **details: Any) -> None:
+    """Tell /nexus status when the alert pipeline last delivered. Never fails the delivery."""
+    if ledger is None:
+        return
+    try:
+        ledger.put_heartbeat("alert_notifier", at, **details)
+    except LedgerUnavailable as exc:
+        logger.warning("could not record the notifier heartbeat", extra={"error": str(exc)})
