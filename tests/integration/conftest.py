@@ -12,11 +12,13 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from astrabot.adapters.ledger import Ledger
+from tools import moto_fidelity
 from tools.cfn import create_table_from_template
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
+    moto_fidelity.apply()  # DynamoDB's isolation and number handling, which moto lacks
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -43,3 +43,22 @@ def test_given_50_threads_when_reserving_then_total_never_exceeds_balance(server
     assert snap.reserved_usd == Decimal("0.48")
     assert snap.available_usd == Decimal("0.02")
     assert len(server_ledger.open_reservations()) == 16
+
+
+def test_given_reservations_all_settled_when_reserving_again_then_exponent_zero_is_fine(
+    server_ledger: Ledger,
+) -> None:
+    """0.0006048 - 0.0006048 is Decimal('0E-7'); the next reservation must still work (as on AWS)."""
+    server_ledger.write_balance(
+        BalanceUpdate(Decimal("1"), CreditStatus.HEALTHY, 1, "m", {}, NOW, "key"), expected_version=None
+    )
+    first = server_ledger.reserve(
+        ReservationRequest("a", Decimal("0.0006048"), 100, "42", "m", NOW), balance_known=True
+    )
+    server_ledger.release(first)
+    server_ledger.reserve(
+        ReservationRequest("b", Decimal("0.0006048"), 100, "42", "m", NOW), balance_known=True
+    )
+    snap = server_ledger.get_balance()
+    assert snap is not None
+    assert snap.reserved_usd == Decimal("0.0006048")

@@ -10,6 +10,7 @@ import pytest
 from moto import mock_aws
 
 from astrabot.adapters.ledger import Ledger
+from tools import moto_fidelity
 from tools.cfn import create_table_from_template
 
 TABLE = "astrabot-test"
@@ -17,6 +18,7 @@ TABLE = "astrabot-test"
 
 @pytest.fixture
 def aws() -> Iterator[None]:
+    moto_fidelity.apply()  # DynamoDB's number handling, which moto lacks
     with mock_aws():
         yield
 
