@@ -25,10 +25,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 
 dev: $(VENV)/.installed
-	$(PY) -m tools.devstack
+	$(PY) -m tools.devstack $(ARGS)
 
 demo: $(VENV)/.installed
-	$(PY) -m tools.demo
+	$(PY) -m tools.demo $(ARGS)
 
 # SAM CLI lives in its own virtualenv (its pins clash with ours); tools/sam.sh runs it with Python 3.13.
 SAMVENV ?= .venv-sam
