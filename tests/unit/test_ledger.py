@@ -7,11 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from astrabot.adapters.ledger import BalanceUpdate, Ledger, ReservationRequest
 from astrabot.domain.credit import CreditStatus, ModelPrice
-from astrabot.errors import BalanceConflict, LedgerUnavailable, ReservationRejected
+from astrabot.errors import BalanceConflict, LedgerBusy, LedgerUnavailable, ReservationRejected
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 PRICE = ModelPrice("openai/gpt-4o-mini", Decimal("0.00000015"), Decimal("0.0000006"))
@@ -239,3 +240,63 @@ def test_given_throttling_when_reading_then_ledger_unavailable(ledger: Ledger, d
         stub.add_client_error("get_item", "ProvisionedThroughputExceededException", http_status_code=400)
         with pytest.raises(LedgerUnavailable, match="ProvisionedThroughputExceeded"):
             ledger.get_balance()
+
+
+def _conflict(stub: Stubber) -> None:
+    stub.add_client_error(
+        "transact_write_items",
+        "TransactionCanceledException",
+        "Transaction cancelled [TransactionConflict, None]",
+        modeled_fields={"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+    )
+
+
+def test_given_transaction_conflicts_when_reserving_then_retried_until_it_goes_through(ddb: Any) -> None:
+    sleeps: list[float] = []
+    ledger = Ledger(ddb, "astrabot-test", sleep=sleeps.append, random=lambda: 0.5)
+    with Stubber(ddb) as stub:
+        _conflict(stub)
+        _conflict(stub)
+        stub.add_response("transact_write_items", {})
+        reservation = ledger.reserve(_request("a", "0.10"), balance_known=True)
+        stub.assert_no_pending_responses()
+    assert reservation.reservation_id == "a"
+    assert sleeps == [0.01, 0.02]
+
+
+def test_given_endless_conflicts_when_reserving_then_busy_not_rejected(ddb: Any) -> None:
+    ledger = Ledger(ddb, "astrabot-test", sleep=lambda _: None)
+    with Stubber(ddb) as stub:
+        for _ in range(6):
+            _conflict(stub)
+        with pytest.raises(LedgerBusy):
+            ledger.reserve(_request("a", "0.10"), balance_known=True)
+
+
+def test_given_a_conflict_when_settling_then_retried_and_cost_booked(ledger: Ledger, ddb: Any) -> None:
+    ledger.write_balance(_update("1.00"), expected_version=None)
+    reservation = ledger.reserve(_request("a", "0.30"), balance_known=True)
+    retrying = Ledger(ddb, "astrabot-test", sleep=lambda _: None)
+    real_transact = ddb.transact_write_items
+    calls: list[int] = []
+
+    def conflict_once(**kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                    "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
+                },
+                "TransactWriteItems",
+            )
+        return real_transact(**kwargs)
+
+    ddb.transact_write_items = conflict_once
+    try:
+        assert retrying.settle(reservation, cost_usd=Decimal("0.01"), tokens_used=10) is True
+    finally:
+        del ddb.transact_write_items
+    snap = ledger.get_balance()
+    assert snap is not None
+    assert (snap.reserved_usd, snap.spent_since_poll, len(calls)) == (0, Decimal("0.01"), 2)

@@ -16,6 +16,10 @@ class LedgerUnavailable(AstraBotError):
     """DynamoDB could not be reached, throttled us past our retries, or answered an error."""
 
 
+class LedgerBusy(LedgerUnavailable):
+    """DynamoDB kept cancelling a transaction for conflicts with concurrent ones (hot balance item)."""
+
+
 class BalanceConflict(AstraBotError):
     """A conditional write of the balance item lost a race (version or freshness check)."""
 

@@ -8,8 +8,10 @@ conditions cannot do arithmetic: a reservation is one conditional update
 
 from __future__ import annotations
 
+import random
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -30,7 +32,7 @@ from astrabot.adapters.dynamo import (
 )
 from astrabot.domain.credit import CreditStatus, ModelPrice, parse_usd
 from astrabot.domain.forecast import BalancePoint
-from astrabot.errors import BalanceConflict, LedgerUnavailable, ReservationRejected
+from astrabot.errors import BalanceConflict, LedgerBusy, LedgerUnavailable, ReservationRejected
 
 ZERO = Decimal(0)
 HISTORY_TTL = timedelta(days=30)
@@ -38,6 +40,7 @@ ERROR_TTL = timedelta(days=7)
 USER_DAY_TTL = timedelta(days=3)
 USAGE_DAY_TTL = timedelta(days=400)
 RESERVATION_TIMEOUT = timedelta(minutes=15)
+TRANSACTION_ATTEMPTS = 6  # about 0.3 s of jittered waiting at most
 
 BALANCE_KEY = {"pk": "BALANCE", "sk": "CURRENT"}
 
@@ -194,9 +197,18 @@ def month_key(at: datetime) -> str:
 class Ledger:
     """All DynamoDB access. Takes a low-level client (moto, stubbed or real) and the table name."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = random.random,
+    ) -> None:
         self._client = client
         self._table = table_name
+        self._sleep = sleep
+        self._random = random
 
     @property
     def table_name(self) -> str:
@@ -425,6 +437,25 @@ class Ledger:
             op["ExpressionAttributeValues"] = dynamo.values(**values)
         return {"Update": op}
 
+    def _transact(self, items: list[dict[str, Any]], action: str) -> None:
+        """TransactWriteItems, retried (bounded, jittered) while DynamoDB cancels it only for a
+        conflict with another transaction on the same item: busy is not "no". Condition failures
+        come back as the ClientError; conflicts that outlast the retries as LedgerBusy."""
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                with wire(action):
+                    self._client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as exc:
+                codes = cancel_codes(exc)
+                if "TransactionConflict" not in codes or "ConditionalCheckFailed" in codes:
+                    raise
+                if attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise LedgerBusy(
+                        f"DynamoDB {action}: transaction conflicts outlasted the retries"
+                    ) from exc
+                self._sleep(min(0.2, 0.01 * 2**attempt) * (0.5 + self._random()))
+
     def reserve(self, request: ReservationRequest, *, balance_known: bool) -> Reservation:
         """Reserve a grant's worst-case cost, the user's quota and the monthly budget in ONE transaction.
 
@@ -491,15 +522,13 @@ class Ledger:
             )
             items.append((ReservationRejected.MONTHLY_BUDGET, budget))
         try:
-            with wire("reserve"):
-                self._client.transact_write_items(TransactItems=[entry for _, entry in items])
+            self._transact([entry for _, entry in items], "reserve")
         except ClientError as exc:
             codes = cancel_codes(exc)
             for (reason, _), code in zip(items, codes, strict=False):
                 if code == "ConditionalCheckFailed":
                     raise ReservationRejected(reason) from exc
-            # Cancelled for a conflict with another transaction on the same item: busy, not "no".
-            raise LedgerUnavailable(f"reservation cancelled: {', '.join(codes) or 'conflict'}") from exc
+            raise LedgerUnavailable(f"reservation cancelled: {', '.join(codes) or 'unknown reason'}") from exc
         return reservation
 
     def _close_reservation(self, reservation: Reservation, *, cost_usd: Decimal, tokens_used: int) -> bool:
@@ -544,8 +573,7 @@ class Ledger:
                 )
             )
         try:
-            with wire("settle"):
-                self._client.transact_write_items(TransactItems=items)
+            self._transact(items, "settle")
             return True
         except ClientError as exc:
             codes = cancel_codes(exc)
