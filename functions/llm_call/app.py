@@ -16,14 +16,16 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 
+from astrabot import metric_names as m
 from astrabot.adapters import aws
 from astrabot.adapters.discord import DiscordClient
 from astrabot.adapters.openrouter import OpenRouterClient
 from astrabot.domain.interaction import InvalidInteraction, parse_chat_request
-from astrabot.observability import logger, metrics
+from astrabot.observability import MetricUnit, logger, metrics
 from astrabot.runtime import ledger_for, settings_for, utcnow
-from astrabot.service.chat import ChatDeps, answer_interaction
+from astrabot.service.chat import ChatDeps, answer_interaction, tell_ledger_down
 
 REQUIRED = ("TABLE_NAME", "OPENROUTER_API_KEY", "DISCORD_APPLICATION_ID")
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
@@ -76,4 +78,13 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(interaction, dict) or not interaction.get("id"):
         logger.error("llm_call event has no interaction id; dropped", extra={"keys": sorted(event or {})})
         return {"result": "invalid", "reason": "no interaction id"}
-    return _answer(event, context)
+    try:
+        return _answer(event, context)
+    except IdempotencyPersistenceLayerError:
+        # The table (ledger and idempotency store) is down before anything was reserved or called.
+        # Tell the user now instead of leaving "thinking…" (the edit is safe to repeat), then raise
+        # so Lambda's async retry can still answer: its reply replaces this one.
+        logger.exception("llm_call: DynamoDB unavailable before the answer started; Lambda will retry")
+        metrics.add_metric(name=m.LLM_FAILURES, unit=MetricUnit.Count, value=1)
+        tell_ledger_down(_deps().discord, interaction)
+        raise

@@ -385,7 +385,9 @@ def test_given_expired_token_then_no_call_and_no_reply(world: World) -> None:
     assert not world.edit.called
 
 
-def test_given_discord_down_then_usage_still_recorded(world: World) -> None:
+def test_given_discord_down_then_usage_still_recorded_and_failure_counted(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     world.balance("5.00")
     world.openrouter.respond(json=completion())
     world.edit.respond(500, json={"message": "oops"})
@@ -393,6 +395,7 @@ def test_given_discord_down_then_usage_still_recorded(world: World) -> None:
     assert result["result"] == "answered"
     assert result["messages_sent"] == 0
     assert world.ledger.usage_for_day(NOW).requests == 1
+    assert '"DiscordReplyFailures"' in capsys.readouterr().out
 
 
 def test_given_event_without_interaction_then_dropped_cleanly(world: World) -> None:

@@ -29,6 +29,7 @@ CONSERVATIVE_MODE = "ConservativeMode"
 LLM_FAILURES = "LLMFailures"
 FALLBACKS = "Fallbacks"
 REFUSALS = "Refusals"
+DISCORD_REPLY_FAILURES = "DiscordReplyFailures"
 
 # --- interactions --------------------------------------------------------------------------------
 SIGNATURE_REJECTED = "SignatureRejected"
@@ -57,6 +58,7 @@ ALL_METRICS: frozenset[str] = frozenset(
         LLM_FAILURES,
         FALLBACKS,
         REFUSALS,
+        DISCORD_REPLY_FAILURES,
         SIGNATURE_REJECTED,
         COMMANDS_HANDLED,
         ALERTS_DELIVERED,

@@ -6,6 +6,7 @@ ship the X-Ray SDK in the layer because it adds cold-start time to the interacti
 
 from __future__ import annotations
 
+import logging
 import os
 
 from aws_lambda_powertools import Logger, Metrics
@@ -15,5 +16,9 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "AstraBotNexus")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "astrabot"))
 metrics = Metrics(namespace=NAMESPACE)
+
+# httpx logs every request URL at INFO, and our URLs carry secrets (the alert webhook's token,
+# interaction tokens). Keep them out of CloudWatch whatever level the root logger runs at.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 __all__ = ["NAMESPACE", "MetricUnit", "logger", "metrics"]

@@ -31,8 +31,11 @@ def budget_text(budget_usd: Decimal) -> str:
 
 
 def unavailable_text(status: int | None, *, retry_soon: bool) -> str:
-    what = f" (HTTP {status})" if status else ""
     advice = "Please try again in a minute." if retry_soon else "Please try again later."
+    if status == 200:
+        # A garbled or failed-mid-generation answer may already have been billed: do not promise otherwise.
+        return f"⚠️ The AI provider's answer arrived unreadable, so there is nothing to show. {advice}"
+    what = f" (HTTP {status})" if status else ""
     return f"⚠️ The AI provider could not answer{what}. Nothing was charged. {advice}"
 
 

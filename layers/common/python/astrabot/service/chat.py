@@ -243,7 +243,15 @@ class ChatTurn:
         except LedgerUnavailable as exc:
             logger.error(
                 "could not book usage; the next poll reconciles the balance",
-                extra={"error": str(exc), "cost_usd": str(cost), "reservation": reservation.reservation_id},
+                extra={
+                    "error": str(exc),
+                    "cost_usd": str(cost),
+                    "model": result.model or model,
+                    "prompt_tokens": result.prompt_tokens,
+                    "completion_tokens": result.completion_tokens,
+                    "user_id": self.request.user_id,
+                    "reservation": reservation.reservation_id,
+                },
             )
 
     # --- failure paths --------------------------------------------------------------------------
@@ -321,12 +329,25 @@ class ChatTurn:
         except DiscordError as exc:
             # The answer (and its cost) is recorded; Discord just could not show it. Never retry
             # the whole invocation for this: that would pay OpenRouter twice.
+            _metric(m.DISCORD_REPLY_FAILURES, 1)
             logger.error(
                 "Discord reply failed",
                 extra={"status": exc.status, "code": exc.code, "permanent": exc.permanent, "delivered": sent},
             )
             self.deps.ledger.record_error("llm_call", f"Discord reply failed: {exc}", self.now)
         return sent
+
+
+def tell_ledger_down(discord: Replier, interaction: dict[str, Any]) -> None:
+    """Replace the deferred "thinking…" with the ledger-down text (used when even the idempotency
+    record could not be written). Never raises."""
+    token = interaction.get("token")
+    if not isinstance(token, str) or not token:
+        return
+    try:
+        discord.edit_original(token, safe_message(replies.ledger_down_text()))
+    except DiscordError as exc:
+        logger.error("could not tell the user the ledger is down", extra={"status": exc.status})
 
 
 def answer_interaction(deps: ChatDeps, request: ChatRequest) -> ChatOutcome:

@@ -114,12 +114,30 @@ def handle(event: Any, deps: InteractionDeps, now: datetime) -> dict[str, Any]:
         return json_response(200, ephemeral(SOMETHING_WENT_WRONG_TEXT))
 
 
+MAX_JSON_DEPTH: Final = 32  # Discord's deepest payloads nest about 8 levels
+
+
 def _parse(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):  # bad UTF-8 is a ValueError too
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or _depth_exceeds(value, MAX_JSON_DEPTH):
+        # Deep nesting that json.loads still accepts would overflow json.dumps a frame later.
+        return None
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests deeper than `limit` containers (iterative: no recursion to overflow)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _count(name: str) -> None:
