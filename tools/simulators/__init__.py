@@ -21,6 +21,7 @@ import socket
 import threading
 import traceback
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -153,7 +154,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 512
 
 
-class SimulatorServer:
+class SimulatorServer(ABC):
     """An HTTP server on 127.0.0.1 in a background thread. Subclasses implement `handle`."""
 
     name = "simulator"
@@ -229,8 +230,9 @@ class SimulatorServer:
         return self.origin + self.base_path
 
     # --- request plumbing ----------------------------------------------------------------------
+    @abstractmethod
     def handle(self, request: Request) -> Response:
-        raise NotImplementedError
+        """Answer one request (each simulator routes its own API)."""
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0:
