@@ -97,6 +97,7 @@ class ChatTurn:
         self.s = deps.settings
         self.request = request
         self.now = deps.clock()
+        self.snapshot: BalanceSnapshot | None = None
 
     # --- the flow -------------------------------------------------------------------------------
     def run(self) -> ChatOutcome:
@@ -118,7 +119,7 @@ class ChatTurn:
 
     def _reserve(self) -> tuple[Grant, Reservation] | ChatOutcome:
         """Plan and reserve; on a lost race for the balance, re-read and plan again (bounded)."""
-        snapshot = self.deps.ledger.get_balance()
+        snapshot = self.snapshot = self.deps.ledger.get_balance()
         for attempt in range(MAX_RESERVE_ATTEMPTS):
             decision = decide_grant(
                 self.s,
@@ -161,7 +162,7 @@ class ChatTurn:
                     return self._reply_only("budget", replies.budget_text(self.s.monthly_budget_usd))
                 if exc.reason == ReservationRejected.DUPLICATE:
                     continue  # an earlier, crashed attempt of this interaction holds it: take the next id
-                snapshot = self.deps.ledger.get_balance()
+                snapshot = self.snapshot = self.deps.ledger.get_balance()
                 continue
             _metric(m.TOKENS_REQUESTED, grant.requested_tokens)
             _metric(m.TOKENS_GRANTED, grant.max_tokens)
@@ -276,8 +277,8 @@ class ChatTurn:
         return affordable if affordable >= self.s.min_grant_tokens else None
 
     def _default_price(self) -> ModelPrice | None:
-        snapshot: BalanceSnapshot | None = self.deps.ledger.get_balance()
-        return snapshot.prices.get(self.s.default_model) if snapshot else None
+        """From the balance item read for this turn: prices do not change within one answer."""
+        return self.snapshot.prices.get(self.s.default_model) if self.snapshot else None
 
     def _provider_failed(self, exc: OpenRouterError) -> ChatOutcome:
         _metric(m.LLM_FAILURES, 1)
