@@ -8,6 +8,7 @@ invocation's remaining time (a timed-out run can be retried).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
@@ -59,6 +60,11 @@ def _deps() -> ChatDeps:
     )
 
 
+# The outcome of this invocation's turn, once it has one: Powertools can still fail *after* the turn
+# (saving the COMPLETED record), and that must neither overwrite the answer nor trigger a paid retry.
+_turn_outcome: ContextVar[dict[str, Any] | None] = ContextVar("turn_outcome", default=None)
+
+
 @idempotent(config=idempotency_config, persistence_store=persistence)
 def _answer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
@@ -67,7 +73,9 @@ def _answer(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.error("llm_call got an event it cannot answer", extra={"reason": str(exc)})
         return {"result": "invalid", "reason": str(exc)}
     logger.append_keys(interaction_id=request.interaction_id, user_id=request.user_id)
-    return answer_interaction(_deps(), request).as_dict()
+    outcome = answer_interaction(_deps(), request).as_dict()
+    _turn_outcome.set(outcome)
+    return outcome
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -78,9 +86,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(interaction, dict) or not interaction.get("id"):
         logger.error("llm_call event has no interaction id; dropped", extra={"keys": sorted(event or {})})
         return {"result": "invalid", "reason": "no interaction id"}
+    _turn_outcome.set(None)
     try:
         return _answer(event, context)
     except IdempotencyPersistenceLayerError:
+        finished = _turn_outcome.get()
+        if finished is not None:
+            # The answer was delivered and booked; only marking the record COMPLETED failed.
+            logger.error("answered, but the idempotency record could not be completed", exc_info=True)
+            return finished
         # The table (ledger and idempotency store) is down before anything was reserved or called.
         # Tell the user now instead of leaving "thinking…" (the edit is safe to repeat), then raise
         # so Lambda's async retry can still answer: its reply replaces this one.

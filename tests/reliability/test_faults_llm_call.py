@@ -276,6 +276,11 @@ def test_given_openrouter_timeouts_malformed_json_or_errors_inside_200_then_clea
         # An unreadable 200 may already have been billed: the reply must not promise otherwise.
         assert text.startswith("⚠️ The AI provider's answer arrived unreadable")
         assert "Nothing was charged" not in text
+    elif fault == "timeout":
+        # A read timeout: the request reached OpenRouter, so it is neither resent nor promised free.
+        assert text.startswith("⚠️ The AI provider took too long to answer")
+        assert "Nothing was charged" not in text
+        assert llm.sim.count(CHAT) == 1
     else:
         assert text.startswith("⚠️ The AI provider could not answer")
         assert "Nothing was charged" in text

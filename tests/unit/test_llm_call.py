@@ -18,7 +18,7 @@ import respx
 from astrabot.adapters.discord import DiscordClient
 from astrabot.adapters.ledger import BalanceUpdate, Ledger
 from astrabot.adapters.openrouter import OpenRouterClient
-from astrabot.domain.credit import CreditStatus, ModelPrice
+from astrabot.domain.credit import CreditStatus, ModelPrice, estimate_prompt_tokens
 from astrabot.service.chat import ChatDeps
 
 OR_BASE = "https://openrouter.test/api/v1"
@@ -279,12 +279,12 @@ def test_given_502_then_success(world: World) -> None:
     assert world.run()["result"] == "answered"
 
 
-def test_given_timeouts_then_user_told_to_retry_and_nothing_charged(world: World) -> None:
+def test_given_connect_timeouts_then_user_told_to_retry_and_nothing_charged(world: World) -> None:
     world.balance("5.00")
-    world.openrouter.side_effect = httpx.ReadTimeout("slow")
+    world.openrouter.side_effect = httpx.ConnectTimeout("unreachable")
     result = world.run()
     assert result["result"] == "failed"
-    assert world.openrouter.call_count == 3  # first try + 2 bounded retries
+    assert world.openrouter.call_count == 3  # first try + 2 bounded retries: nothing was sent
     text = world.sent_bodies()[0]["content"]
     assert "Nothing was charged" in text
     assert "try again" in text
@@ -292,6 +292,18 @@ def test_given_timeouts_then_user_told_to_retry_and_nothing_charged(world: World
     assert snap is not None
     assert (snap.reserved_usd, snap.spent_since_poll) == (0, 0)
     assert world.ledger.recent_errors()[0].source == "llm_call"
+
+
+def test_given_read_timeout_then_not_resent_and_no_promise_about_charges(world: World) -> None:
+    world.balance("5.00")
+    world.openrouter.side_effect = httpx.ReadTimeout("slow")
+    result = world.run()
+    assert result["result"] == "failed"
+    assert world.openrouter.call_count == 1  # it may be generating (and billing): never sent twice
+    text = world.sent_bodies()[0]["content"]
+    assert "took too long" in text
+    assert "Nothing was charged" not in text
+    assert world.ledger.open_reservations() == []
 
 
 def test_given_stale_balance_then_conservative_cap(world: World, caplog: pytest.LogCaptureFixture) -> None:
@@ -310,15 +322,28 @@ def test_given_no_balance_item_then_only_free_models_answer(world: World) -> Non
 
 
 def test_given_user_quota_used_then_polite_refusal(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = replace(world.app._settings, user_daily_token_quota=1500)
+    settings = replace(world.app._settings, user_daily_token_quota=1100)
     monkeypatch.setattr(world.app, "_deps", lambda: _deps_with(world, settings))
     world.balance("5.00")
-    world.openrouter.respond(json=completion(tokens=900))
+    world.openrouter.respond(json=completion(tokens=1000))  # 20 prompt + 1000 completion used
     assert world.run({"interaction": interaction(iid=snowflake(NOW))})["result"] == "answered"
     result = world.run({"interaction": interaction(iid=snowflake(NOW + timedelta(seconds=1)))})
     assert result["result"] == "quota"
-    assert "daily allowance of 1,500 tokens" in world.sent_bodies()[-1]["content"]
+    assert "daily allowance of 1,100 tokens" in world.sent_bodies()[-1]["content"]
     assert world.openrouter.call_count == 1
+
+
+def test_given_part_of_the_quota_left_then_grant_fits_what_is_left(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = replace(world.app._settings, user_daily_token_quota=1500)
+    monkeypatch.setattr(world.app, "_deps", lambda: _deps_with(world, settings))
+    world.balance("5.00")
+    world.openrouter.respond(json=completion(tokens=900))  # 20 prompt + 900 completion used
+    world.run({"interaction": interaction(iid=snowflake(NOW))})
+    world.run({"interaction": interaction(iid=snowflake(NOW + timedelta(seconds=1)))})
+    prompt = estimate_prompt_tokens("what is a lambda?")
+    assert [b["max_tokens"] for b in world.chat_bodies()] == [1000, 1500 - 920 - prompt]
 
 
 def test_given_monthly_budget_spent_then_refusal(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -424,17 +424,47 @@ def test_given_503_every_time_when_get_key_then_unavailable_after_max_retries(
     assert len(sleeps) == 2
 
 
-def test_given_timeout_once_when_chat_then_retried_and_succeeds(
+def test_given_connect_timeout_once_when_chat_then_retried_and_succeeds(
     router: respx.MockRouter, client: OpenRouterClient, sleeps: list[float]
 ) -> None:
+    """A connect timeout means the request never left: safe to send again."""
     router.post("/chat/completions").mock(
-        side_effect=[httpx.ReadTimeout("read timed out"), httpx.Response(200, json=CHAT_REPLY)]
+        side_effect=[httpx.ConnectTimeout("connect timed out"), httpx.Response(200, json=CHAT_REPLY)]
     )
 
     result = client.chat(model="openai/gpt-4o-mini", messages=MESSAGES, max_tokens=100)
 
     assert result.text == "Hello there"
     assert len(sleeps) == 1
+
+
+def test_given_read_timeout_when_chat_then_not_repeated_and_flagged_maybe_billed(
+    router: respx.MockRouter, client: OpenRouterClient, sleeps: list[float]
+) -> None:
+    """A read timeout means OpenRouter got the request and may be generating (billing): never resend."""
+    route = router.post("/chat/completions").mock(side_effect=httpx.ReadTimeout("read timed out"))
+
+    with pytest.raises(OpenRouterUnavailable) as info:
+        client.chat(model="openai/gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+
+    assert route.call_count == 1
+    assert sleeps == []
+    assert info.value.maybe_billed is True
+
+
+def test_given_slow_failures_when_retrying_then_attempts_stay_within_the_budget(
+    router: respx.MockRouter, sleeps: list[float]
+) -> None:
+    """Given each 502 arrives after most of the per-attempt timeout, then no attempt starts that could
+    outlast 1.5 x that timeout in all (llm_call's Lambda timeout is 2 x the chat timeout)."""
+    clock = iter([0.0, 50.0, 50.0])
+    client = make_client(sleeps, chat_timeout=60.0, monotonic=lambda: next(clock))
+    route = router.post("/chat/completions").respond(502, json={"error": {"code": 502, "message": "down"}})
+
+    with pytest.raises(OpenRouterUnavailable, match="no time left"):
+        client.chat(model="openai/gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+
+    assert route.call_count == 1
 
 
 def test_given_timeouts_every_time_when_get_key_then_unavailable_without_status(

@@ -67,9 +67,19 @@ class InsufficientCredits(OpenRouterError):
 class OpenRouterUnavailable(OpenRouterError):
     """Timeouts, 408, 429, 5xx after the bounded retries; worth trying again later."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        maybe_billed: bool = False,
+    ) -> None:
         super().__init__(message, status=status, retryable=True)
         self.retry_after = retry_after
+        # True when the request reached OpenRouter and may have been generated (and billed): a read
+        # timeout on chat, an unreadable 200. Such a call is never repeated automatically.
+        self.maybe_billed = maybe_billed
 
 
 # --- Discord -----------------------------------------------------------------------------------

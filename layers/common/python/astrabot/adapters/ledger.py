@@ -41,6 +41,7 @@ USER_DAY_TTL = timedelta(days=3)
 USAGE_DAY_TTL = timedelta(days=400)
 RESERVATION_TIMEOUT = timedelta(minutes=15)
 TRANSACTION_ATTEMPTS = 6  # about 0.3 s of jittered waiting at most
+WRITE_ATTEMPTS = 5  # a poll's write racing with reservations: re-read and try again
 
 BALANCE_KEY = {"pk": "BALANCE", "sk": "CURRENT"}
 
@@ -175,7 +176,17 @@ class ErrorRecord:
     message: str
 
 
-_BOOK_SPEND = "SET spent_since_poll = if_not_exists(spent_since_poll, :zero) + :cost"
+_UNCHANGED_SINCE_READ = "version = :expected AND reserved_usd = :reserved AND spent_since_poll = :spent"
+# Attributes every balance item needs before a poll can write it (write_balance's condition): set
+# whenever a write might be the one that creates the item.
+_ITEM_SKELETON = (
+    "reserved_usd = if_not_exists(reserved_usd, :zero), version = if_not_exists(version, :zero), "
+    "spent_since_poll = if_not_exists(spent_since_poll, :zero)"
+)
+_BOOK_SPEND = (
+    "SET spent_since_poll = if_not_exists(spent_since_poll, :zero) + :cost, "
+    "reserved_usd = if_not_exists(reserved_usd, :zero), version = if_not_exists(version, :zero)"
+)
 
 
 def _user_day_key(user_id: str, day: str) -> dict[str, str]:
@@ -226,11 +237,15 @@ class Ledger:
         item = answer.get("Item")
         return BalanceSnapshot.from_item(load(item)) if item else None
 
-    def write_balance(self, update: BalanceUpdate, *, expected_version: int | None) -> int:
+    def write_balance(
+        self, update: BalanceUpdate, *, expected_version: int | None, spent_at_read: Decimal | None = None
+    ) -> int:
         """Store a fresh poll. `expected_version` is the version read before polling (None: no item).
 
-        Resets `spent_since_poll` and recomputes `available_usd` from the open reservations inside
-        the same update, so a reservation racing with the poll is never lost. Returns the new version.
+        `available_usd` is recomputed from the open reservations, and `spent_since_poll` keeps only
+        what was settled after `spent_at_read` (the figure read before calling OpenRouter; None: all
+        spend is in the new figure). The write is conditional on reservations and spend being what it
+        read, so a reservation or settle racing with the poll is never lost. Returns the new version.
         Raises BalanceConflict when another run wrote first.
         """
         fields_ = {
@@ -271,54 +286,76 @@ class Ledger:
             absent = [k for k, v in fields_.items() if v is None]
             names = {f"#{k}": k for k in (*present, *absent)}
             sets = [f"#{k} = :{k}" for k in present]
-            sets += [
-                "available_usd = :remaining_usd - reserved_usd",
-                "spent_since_poll = :zero",
-                "version = :next",
-            ]
+            sets += ["available_usd = :available", "spent_since_poll = :carried", "version = :next"]
             expression = (
                 "SET " + ", ".join(sets) + " REMOVE " + ", ".join(["last_error", *(f"#{k}" for k in absent)])
             )
-            with wire("write balance"):
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=dump(BALANCE_KEY),
-                    UpdateExpression=expression,
-                    ConditionExpression="version = :expected AND attribute_exists(reserved_usd)",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=dynamo.values(
-                        **present, zero=ZERO, next=expected_version + 1, expected=expected_version
-                    ),
+            for _ in range(WRITE_ATTEMPTS):
+                current = self.get_balance()
+                if current is None or current.version != expected_version:
+                    raise BalanceConflict("the balance item changed while this poll ran")
+                # Spend settled after the poll read OpenRouter may be missing from its figure: keep it.
+                carried = (
+                    ZERO if spent_at_read is None else max(current.spent_since_poll - spent_at_read, ZERO)
                 )
-            return expected_version + 1
+                try:
+                    with wire("write balance"):
+                        self._client.update_item(
+                            TableName=self._table,
+                            Key=dump(BALANCE_KEY),
+                            UpdateExpression=expression,
+                            ConditionExpression=_UNCHANGED_SINCE_READ,
+                            ExpressionAttributeNames=names,
+                            ExpressionAttributeValues=dynamo.values(
+                                **present,
+                                available=update.remaining_usd - current.reserved_usd - carried,
+                                carried=carried,
+                                reserved=current.reserved_usd,
+                                spent=current.spent_since_poll,
+                                next=expected_version + 1,
+                                expected=expected_version,
+                            ),
+                        )
+                    return expected_version + 1
+                except ClientError as exc:
+                    if not condition_failed(exc):
+                        raise
+                    # A reservation or settle landed between the read and the write: read again.
+            raise LedgerBusy("the balance kept changing while the poll wrote it")
         except ClientError as exc:
             if condition_failed(exc):
                 raise BalanceConflict("the balance item changed while this poll ran") from exc
             raise
 
-    def mark_balance_stale(self, error: str, at: datetime) -> None:
-        """An outage: keep the last good balance, flag it stale, count the failure. Never zero it."""
+    def mark_balance_stale(
+        self, error: str, at: datetime, *, prices: Mapping[str, ModelPrice] | None = None
+    ) -> None:
+        """An outage: keep the last good balance, flag it stale, count the failure. Never zero it.
+
+        `prices` read in this poll are kept even so: conservative mode needs them to grant paid models
+        while the balance itself is unknown."""
+        sets = (
+            "SET stale = :true, last_error = :error, checked_at = :at, "
+            "#status = if_not_exists(#status, :unknown), " + _ITEM_SKELETON
+        )
+        named: dict[str, Any] = {
+            "true": True,
+            "error": error[:300],
+            "at": iso(at),
+            "unknown": CreditStatus.UNKNOWN.value,
+            "zero": ZERO,
+            "one": 1,
+        }
+        if prices:
+            sets += ", prices = :prices"
+            named["prices"] = {model: price.to_item() for model, price in prices.items()}
         with wire("mark balance stale"):
             self._client.update_item(
                 TableName=self._table,
                 Key=dump(BALANCE_KEY),
-                UpdateExpression=(
-                    "SET stale = :true, last_error = :error, checked_at = :at, "
-                    "#status = if_not_exists(#status, :unknown), "
-                    "reserved_usd = if_not_exists(reserved_usd, :zero), "
-                    "spent_since_poll = if_not_exists(spent_since_poll, :zero), "
-                    "version = if_not_exists(version, :zero) "
-                    "ADD consecutive_failures :one"
-                ),
+                UpdateExpression=sets + " ADD consecutive_failures :one",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=dynamo.values(
-                    true=True,
-                    error=error[:300],
-                    at=iso(at),
-                    unknown=CreditStatus.UNKNOWN.value,
-                    zero=ZERO,
-                    one=1,
-                ),
+                ExpressionAttributeValues=dynamo.values(**named),
             )
 
     def correct_available(
@@ -554,8 +591,6 @@ class Ledger:
                     cost=cost_usd,
                 )
             )
-        elif cost_usd > 0:
-            items.append(self._update_op(BALANCE_KEY, _BOOK_SPEND, cost=cost_usd, zero=ZERO))
         if reservation.tracks_quota:
             items.append(
                 self._update_op(
@@ -574,23 +609,51 @@ class Ledger:
             )
         try:
             self._transact(items, "settle")
+            if not reservation.tracks_balance and cost_usd > 0:
+                self._book_spend(cost_usd)  # reserved while the balance was unknown
             return True
         except ClientError as exc:
             codes = cancel_codes(exc)
             if not codes or codes[0] != "ConditionalCheckFailed":
                 raise LedgerUnavailable("settling the reservation was cancelled") from exc
         if cost_usd > 0:  # already closed: still book what the call really cost
-            expression = _BOOK_SPEND + (
-                ", available_usd = available_usd - :cost" if reservation.tracks_balance else ""
-            )
-            with wire("book spend"):
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=dump(BALANCE_KEY),
-                    UpdateExpression=expression,
-                    ExpressionAttributeValues=dynamo.values(cost=cost_usd, zero=ZERO),
-                )
+            self._book_spend(cost_usd)
+            # Reclaiming gave the budget and quota back too: count what was really used.
+            if reservation.tracks_budget:
+                self._add(_month_key(reservation.month), "budget_usd", cost_usd)
+            if reservation.tracks_quota:
+                self._add(_user_day_key(reservation.user_id, reservation.day), "quota_tokens", tokens_used)
         return False
+
+    def _book_spend(self, cost_usd: Decimal) -> None:
+        """Spend outside a tracked reservation: lower `available_usd` too whenever the item has one,
+        so remaining - reserved - spent = available keeps holding."""
+        book = {"TableName": self._table, "Key": dump(BALANCE_KEY)}
+        named = dynamo.values(cost=cost_usd, zero=ZERO)
+        with wire("book spend"):
+            try:
+                self._client.update_item(
+                    **book,
+                    UpdateExpression=_BOOK_SPEND + ", available_usd = available_usd - :cost",
+                    ConditionExpression="attribute_exists(available_usd)",
+                    ExpressionAttributeValues=named,
+                )
+            except ClientError as exc:
+                if not condition_failed(exc):
+                    raise
+                self._client.update_item(
+                    **book, UpdateExpression=_BOOK_SPEND, ExpressionAttributeValues=named
+                )
+
+    def _add(self, key: Mapping[str, str], attribute: str, amount: Decimal | int) -> None:
+        with wire(f"add to {attribute}"):
+            self._client.update_item(
+                TableName=self._table,
+                Key=dump(key),
+                UpdateExpression="ADD #a :n",
+                ExpressionAttributeNames={"#a": attribute},
+                ExpressionAttributeValues=dynamo.values(n=amount),
+            )
 
     def settle(self, reservation: Reservation, *, cost_usd: Decimal, tokens_used: int) -> bool:
         """Release the reservation and book the real cost (OpenRouter's `usage.cost`)."""

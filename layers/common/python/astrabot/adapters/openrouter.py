@@ -29,6 +29,9 @@ from astrabot.observability import logger
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+CONNECT_TIMEOUT = 5.0
+# All attempts of one call, backoff included, stay within this many times the per-attempt timeout.
+RETRY_BUDGET_FACTOR = 1.5
 MESSAGE_LIMIT = 300
 # Tolerant of wording variants and thousands separators: "can only afford 1,234", "requested up to 2000".
 _AFFORDABLE = re.compile(r"afford\s+(?:only\s+)?(?:up\s+to\s+)?(\d[\d,]*)", re.IGNORECASE)
@@ -220,13 +223,23 @@ class OpenRouterClient:
         headers = {"Accept": "application/json", **self._attribution}
         if auth != "none" and self._keys[auth]:
             headers["Authorization"] = f"Bearer {self._keys[auth]}"
+        # Connecting is quick or hopeless; only reading may take the whole `seconds`.
+        limits = httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT))
+        started = self._monotonic()
         attempt = 0
         while True:
             try:
                 response = self._http.request(
-                    method, self._base_url + path, headers=headers, json=body, timeout=httpx.Timeout(seconds)
+                    method, self._base_url + path, headers=headers, json=body, timeout=limits
                 )
                 return self._read(response, auth)
+            except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+                if method == "POST":
+                    # The request reached OpenRouter and may be generating (and billing): never repeat it.
+                    raise OpenRouterUnavailable(
+                        f"OpenRouter did not answer {path} within {seconds:g} s", maybe_billed=True
+                    ) from exc
+                failure = OpenRouterUnavailable(f"OpenRouter did not answer {path} within {seconds:g} s")
             except httpx.TimeoutException:
                 failure = OpenRouterUnavailable(f"OpenRouter did not answer {path} within {seconds:g} s")
             except httpx.TransportError as exc:
@@ -246,6 +259,13 @@ class OpenRouterClient:
                     retry_after=failure.retry_after,
                 ) from failure
             wait = self._backoff(attempt, failure.retry_after)
+            if self._monotonic() - started + wait + seconds > seconds * RETRY_BUDGET_FACTOR:
+                # Another full attempt could outlast the caller (llm_call has 120 s for 60 s calls).
+                raise OpenRouterUnavailable(
+                    f"{failure} (no time left for another attempt)",
+                    status=failure.status,
+                    retry_after=failure.retry_after,
+                ) from failure
             attempt += 1
             logger.warning(
                 "OpenRouter call failed; retrying",
@@ -415,4 +435,6 @@ def _count(value: Any) -> int:
 
 def _malformed(what: str, *, status: int | None = 200) -> OpenRouterUnavailable:
     """Retryable for the caller, but `status` 200 keeps `_call` from repeating a paid request."""
-    return OpenRouterUnavailable(f"OpenRouter sent a malformed response: {what}", status=status)
+    return OpenRouterUnavailable(
+        f"OpenRouter sent a malformed response: {what}", status=status, maybe_billed=status == 200
+    )

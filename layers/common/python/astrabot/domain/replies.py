@@ -30,11 +30,13 @@ def budget_text(budget_usd: Decimal) -> str:
     )
 
 
-def unavailable_text(status: int | None, *, retry_soon: bool) -> str:
+def unavailable_text(status: int | None, *, retry_soon: bool, maybe_billed: bool = False) -> str:
     advice = "Please try again in a minute." if retry_soon else "Please try again later."
-    if status == 200:
-        # A garbled or failed-mid-generation answer may already have been billed: do not promise otherwise.
-        return f"⚠️ The AI provider's answer arrived unreadable, so there is nothing to show. {advice}"
+    if maybe_billed:
+        # The request reached the provider: it may have generated (and billed) an answer we never got.
+        if status == 200:
+            return f"⚠️ The AI provider's answer arrived unreadable, so there is nothing to show. {advice}"
+        return f"⚠️ The AI provider took too long to answer, so there is nothing to show. {advice}"
     what = f" (HTTP {status})" if status else ""
     return f"⚠️ The AI provider could not answer{what}. Nothing was charged. {advice}"
 

@@ -19,7 +19,14 @@ from astrabot import metric_names as m
 from astrabot.adapters.ledger import BalanceSnapshot, Ledger, Reservation, ReservationRequest
 from astrabot.adapters.openrouter import ChatResult
 from astrabot.domain import replies
-from astrabot.domain.credit import Grant, ModelPrice, Refusal, affordable_tokens, status_for
+from astrabot.domain.credit import (
+    Grant,
+    ModelPrice,
+    Refusal,
+    affordable_tokens,
+    estimate_prompt_tokens,
+    status_for,
+)
 from astrabot.domain.interaction import ChatRequest
 from astrabot.domain.messages import MESSAGE_CONTENT_LIMIT, safe_message, split_reply
 from astrabot.errors import (
@@ -120,13 +127,16 @@ class ChatTurn:
     def _reserve(self) -> tuple[Grant, Reservation] | ChatOutcome:
         """Plan and reserve; on a lost race for the balance, re-read and plan again (bounded)."""
         snapshot = self.snapshot = self.deps.ledger.get_balance()
+        requested = self._quota_left()
+        if requested is not None and requested < self.s.min_grant_tokens:
+            return self._reply_only("quota", replies.quota_text(self.s.user_daily_token_quota))
         for attempt in range(MAX_RESERVE_ATTEMPTS):
             decision = decide_grant(
                 self.s,
                 snapshot,
                 model=self.request.model,
                 prompt=self.request.prompt,
-                requested=None,
+                requested=requested,
                 now=self.now,
             )
             if decision.conservative:
@@ -171,6 +181,15 @@ class ChatTurn:
             return grant, reservation
         return self._refuse(Refusal(self.request.model or self.s.default_model, 0, self.s.min_grant_tokens))
 
+    def _quota_left(self) -> int | None:
+        """With a daily quota, the completion tokens this user may still be granted today (the
+        prompt counts against the quota too); None when there is no quota."""
+        quota = self.s.user_daily_token_quota
+        if not quota:
+            return None
+        used = self.deps.ledger.user_tokens_today(self.request.user_id, self.now)
+        return min(self.s.default_max_tokens, quota - used - estimate_prompt_tokens(self.request.prompt))
+
     def _call_and_settle(self, grant: Grant, reservation: Reservation) -> ChatOutcome:
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -187,17 +206,17 @@ class ChatTurn:
             except InsufficientCredits as exc:
                 retry_tokens = self._after_402(exc, grant.price)
                 if retried or retry_tokens is None:
-                    self.deps.ledger.release(reservation)
+                    self._book_quietly("release", self.deps.ledger.release, reservation)
                     return self._refuse(Refusal(grant.model, exc.affordable_tokens, self.s.min_grant_tokens))
                 max_tokens, retried = min(retry_tokens, max_tokens), True
             except OpenRouterError as exc:
-                self.deps.ledger.release(reservation)
+                self._book_quietly("release", self.deps.ledger.release, reservation)
                 return self._provider_failed(exc)
         _metric(m.LLM_LATENCY_MS, (time.perf_counter() - started) * 1000, MetricUnit.Milliseconds)
         cost = (
             result.cost
             if result.cost is not None
-            else grant.price.worst_case_cost(0, result.completion_tokens)
+            else grant.price.worst_case_cost(result.prompt_tokens, result.completion_tokens)
         )
         self._book(reservation, result, cost, grant.model)
         _metric(m.LLM_COST_USD, float(cost), MetricUnit.NoUnit)
@@ -211,7 +230,14 @@ class ChatTurn:
             retried_after_402=retried,
         )
         sent = self._send_answer(result.text, line)
-        self.deps.ledger.put_heartbeat("llm_call", self.now, ok=True, model=result.model or grant.model)
+        self._book_quietly(
+            "heartbeat",
+            self.deps.ledger.put_heartbeat,
+            "llm_call",
+            self.now,
+            ok=True,
+            model=result.model or grant.model,
+        )
         logger.info(
             "answered",
             extra={
@@ -255,11 +281,20 @@ class ChatTurn:
                 },
             )
 
+    def _book_quietly(self, what: str, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Bookkeeping that must never fail the turn: once OpenRouter may have been paid, raising would
+        make Lambda retry the whole invocation and pay again. A lost write is logged; an unreleased
+        reservation is reclaimed by the poller, and the next poll re-reads the real balance."""
+        try:
+            write(*args, **kwargs)
+        except LedgerUnavailable as exc:
+            logger.error(f"ledger write skipped: {what}", extra={"error": str(exc)})
+
     # --- failure paths --------------------------------------------------------------------------
     def _after_402(self, exc: InsufficientCredits, price: ModelPrice) -> int | None:
         """Correct the cached balance to OpenRouter's figure at once; the retry size or None."""
         _metric(m.REQUESTS_402, 1)
-        self.deps.ledger.count_event("402", self.now)
+        self._book_quietly("count 402", self.deps.ledger.count_event, "402", self.now)
         affordable = exc.affordable_tokens
         logger.warning(
             "OpenRouter 402", extra={"affordable_tokens": affordable, "requested": exc.requested_tokens}
@@ -269,7 +304,9 @@ class ChatTurn:
         default_price = self._default_price()
         affordable_usd = price.completion * affordable
         status_tokens = affordable_tokens(affordable_usd, default_price) if default_price else None
-        self.deps.ledger.correct_available(
+        self._book_quietly(
+            "correct balance",
+            self.deps.ledger.correct_available,
             affordable_usd,
             status=status_for(status_tokens, thresholds_of(self.s)) if status_tokens is not None else None,
             affordable_tokens=status_tokens,
@@ -282,22 +319,28 @@ class ChatTurn:
 
     def _provider_failed(self, exc: OpenRouterError) -> ChatOutcome:
         _metric(m.LLM_FAILURES, 1)
-        self.deps.ledger.count_event("failure", self.now)
-        self.deps.ledger.record_error("llm_call", f"OpenRouter: {exc}", self.now)
-        self.deps.ledger.put_heartbeat("llm_call", self.now, ok=False, error=str(exc)[:300])
+        self._book_quietly("count failure", self.deps.ledger.count_event, "failure", self.now)
+        self._book_quietly(
+            "record error", self.deps.ledger.record_error, "llm_call", f"OpenRouter: {exc}", self.now
+        )
+        self._book_quietly(
+            "heartbeat", self.deps.ledger.put_heartbeat, "llm_call", self.now, ok=False, error=str(exc)[:300]
+        )
         logger.error(
             "OpenRouter call failed",
             extra={"status": exc.status, "retryable": exc.retryable, "error": str(exc)},
         )
         if isinstance(exc, OpenRouterUnavailable):
-            text = replies.unavailable_text(exc.status, retry_soon=(exc.retry_after or 0) <= 60)
+            text = replies.unavailable_text(
+                exc.status, retry_soon=(exc.retry_after or 0) <= 60, maybe_billed=exc.maybe_billed
+            )
         else:
             text = replies.rejected_text(exc.status)
         return self._reply_only("failed", text)
 
     def _refuse(self, refusal: Refusal) -> ChatOutcome:
         _metric(m.REFUSALS, 1)
-        self.deps.ledger.count_event("refusal", self.now)
+        self._book_quietly("count refusal", self.deps.ledger.count_event, "refusal", self.now)
         logger.warning(
             "refused: nothing affordable",
             extra={"model": refusal.model, "affordable": refusal.affordable_tokens},
@@ -335,7 +378,13 @@ class ChatTurn:
                 "Discord reply failed",
                 extra={"status": exc.status, "code": exc.code, "permanent": exc.permanent, "delivered": sent},
             )
-            self.deps.ledger.record_error("llm_call", f"Discord reply failed: {exc}", self.now)
+            self._book_quietly(
+                "record error",
+                self.deps.ledger.record_error,
+                "llm_call",
+                f"Discord reply failed: {exc}",
+                self.now,
+            )
         return sent
 
 

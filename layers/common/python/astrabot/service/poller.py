@@ -7,7 +7,7 @@ never written for a figure we did not read. Alerts are decided after the write t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -99,6 +99,7 @@ def poll_once(
     if previous is not None:  # keep prices we knew for models /models no longer lists
         prices = {**previous.prices, **prices}
     default_price = prices.get(settings.default_model)
+    known_prices = {model: prices[model] for model in models if model in prices}
     if remaining is None:
         return _record_outage(
             ledger,
@@ -106,6 +107,7 @@ def poll_once(
             now,
             previous,
             on_balance,
+            prices=known_prices,
         )
     if default_price is None:
         return _record_outage(
@@ -114,6 +116,7 @@ def poll_once(
             now,
             previous,
             on_balance,
+            prices=known_prices,
         )
 
     reserved = previous.reserved_usd if previous else Decimal(0)
@@ -124,7 +127,7 @@ def poll_once(
         status=status,
         affordable_tokens=tokens,
         default_model=settings.default_model,
-        prices={model: prices[model] for model in models if model in prices},
+        prices=known_prices,
         fetched_at=now,
         source=source,
         limit_usd=key.limit,
@@ -134,7 +137,11 @@ def poll_once(
         usage_monthly_usd=key.usage_monthly,
     )
     try:
-        ledger.write_balance(update, expected_version=previous.version if previous else None)
+        ledger.write_balance(
+            update,
+            expected_version=previous.version if previous else None,
+            spent_at_read=previous.spent_since_poll if previous else None,
+        )
     except BalanceConflict:
         # Another run wrote while we polled; its figure is as fresh as ours. Do not overwrite.
         logger.info("balance written by an overlapping poll; this run's figure is dropped")
@@ -180,8 +187,10 @@ def _record_outage(
     now: datetime,
     previous: BalanceSnapshot | None,
     on_balance: BalanceHook | None,
+    *,
+    prices: Mapping[str, ModelPrice] | None = None,
 ) -> PollOutcome:
-    ledger.mark_balance_stale(error, now)
+    ledger.mark_balance_stale(error, now, prices=prices)
     ledger.record_error("credit_poller", error, now)
     ledger.reclaim_expired(now)
     ledger.put_heartbeat("credit_poller", now, ok=False, error=error[:300])
