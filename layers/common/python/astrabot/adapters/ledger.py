@@ -3,178 +3,57 @@
 One table, `pk`/`sk` strings (DESIGN.md section 5). The balance item keeps `available_usd`
 (= remaining - reserved - spent since the last poll) as a stored attribute because DynamoDB
 conditions cannot do arithmetic: a reservation is one conditional update
-`available_usd >= :amount`, so concurrent reservations can never exceed the balance.
+`available_usd >= :amount` (see reservations.py), so concurrent reservations can never exceed
+the balance.
 """
 
 from __future__ import annotations
 
-import random
 import secrets
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from astrabot.adapters import dynamo
-from astrabot.adapters.dynamo import (
-    cancel_codes,
-    condition_failed,
-    dump,
-    epoch,
-    iso,
-    load,
-    parse_iso,
-    wire,
+from astrabot.adapters.dynamo import condition_failed, dump, epoch, iso, load, parse_iso, wire
+from astrabot.adapters.ledger_records import (
+    BALANCE_KEY,
+    ZERO,
+    BalanceSnapshot,
+    BalanceUpdate,
+    ErrorRecord,
+    Reservation,
+    ReservationRequest,
+    UsageTotals,
+    day_key,
+    month_key,
 )
+from astrabot.adapters.reservations import RESERVATION_TIMEOUT, ReservationBook
 from astrabot.domain.credit import CreditStatus, ModelPrice, parse_usd
 from astrabot.domain.forecast import BalancePoint
-from astrabot.errors import BalanceConflict, LedgerBusy, LedgerUnavailable, ReservationRejected
+from astrabot.errors import BalanceConflict, LedgerBusy
 
-ZERO = Decimal(0)
+__all__ = [
+    "RESERVATION_TIMEOUT",
+    "BalanceSnapshot",
+    "BalanceUpdate",
+    "ErrorRecord",
+    "Ledger",
+    "Reservation",
+    "ReservationRequest",
+    "UsageTotals",
+    "day_key",
+    "month_key",
+]
+
 HISTORY_TTL = timedelta(days=30)
 ERROR_TTL = timedelta(days=7)
 USER_DAY_TTL = timedelta(days=3)
 USAGE_DAY_TTL = timedelta(days=400)
-RESERVATION_TIMEOUT = timedelta(minutes=15)
-TRANSACTION_ATTEMPTS = 6  # about 0.3 s of jittered waiting at most
 WRITE_ATTEMPTS = 5  # a poll's write racing with reservations: re-read and try again
-
-BALANCE_KEY = {"pk": "BALANCE", "sk": "CURRENT"}
-
-
-@dataclass(frozen=True)
-class BalanceSnapshot:
-    """The cached balance item. `remaining_usd` None means unknown (never a zero)."""
-
-    remaining_usd: Decimal | None
-    available_usd: Decimal | None
-    reserved_usd: Decimal = ZERO
-    spent_since_poll: Decimal = ZERO
-    limit_usd: Decimal | None = None
-    usage_usd: Decimal | None = None
-    usage_daily_usd: Decimal | None = None
-    usage_weekly_usd: Decimal | None = None
-    usage_monthly_usd: Decimal | None = None
-    status: CreditStatus = CreditStatus.UNKNOWN
-    affordable_tokens: int | None = None
-    default_model: str = ""
-    prices: dict[str, ModelPrice] = field(default_factory=dict)
-    fetched_at: datetime | None = None  # last successful read of OpenRouter
-    checked_at: datetime | None = None  # last poll attempt, successful or not
-    stale: bool = False
-    last_error: str | None = None
-    source: str = ""
-    consecutive_failures: int = 0
-    version: int = 0
-
-    def age_seconds(self, now: datetime) -> float | None:
-        return None if self.fetched_at is None else (now - self.fetched_at).total_seconds()
-
-    def is_stale(self, now: datetime, stale_after_seconds: float) -> bool:
-        age = self.age_seconds(now)
-        return self.remaining_usd is None or age is None or age > stale_after_seconds
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> BalanceSnapshot:
-        prices = {
-            model: price
-            for model, raw in (item.get("prices") or {}).items()
-            if (price := ModelPrice.from_pricing(model, raw)) is not None
-        }
-        affordable = item.get("affordable_tokens")
-        return cls(
-            remaining_usd=parse_usd(item.get("remaining_usd")),
-            available_usd=parse_usd(item.get("available_usd")),
-            reserved_usd=parse_usd(item.get("reserved_usd")) or ZERO,
-            spent_since_poll=parse_usd(item.get("spent_since_poll")) or ZERO,
-            limit_usd=parse_usd(item.get("limit_usd")),
-            usage_usd=parse_usd(item.get("usage_usd")),
-            usage_daily_usd=parse_usd(item.get("usage_daily_usd")),
-            usage_weekly_usd=parse_usd(item.get("usage_weekly_usd")),
-            usage_monthly_usd=parse_usd(item.get("usage_monthly_usd")),
-            status=CreditStatus(item.get("status", CreditStatus.UNKNOWN.value)),
-            affordable_tokens=None if affordable is None else int(affordable),
-            default_model=str(item.get("default_model", "")),
-            prices=prices,
-            fetched_at=parse_iso(item.get("fetched_at")),
-            checked_at=parse_iso(item.get("checked_at")),
-            stale=bool(item.get("stale", False)),
-            last_error=item.get("last_error"),
-            source=str(item.get("source", "")),
-            consecutive_failures=int(item.get("consecutive_failures", 0)),
-            version=int(item.get("version", 0)),
-        )
-
-
-@dataclass(frozen=True)
-class BalanceUpdate:
-    """What one successful poll learned."""
-
-    remaining_usd: Decimal
-    status: CreditStatus
-    affordable_tokens: int
-    default_model: str
-    prices: Mapping[str, ModelPrice]
-    fetched_at: datetime
-    source: str
-    limit_usd: Decimal | None = None
-    usage_usd: Decimal | None = None
-    usage_daily_usd: Decimal | None = None
-    usage_weekly_usd: Decimal | None = None
-    usage_monthly_usd: Decimal | None = None
-
-
-@dataclass(frozen=True)
-class ReservationRequest:
-    reservation_id: str
-    amount_usd: Decimal
-    tokens: int
-    user_id: str
-    model: str
-    at: datetime
-    user_daily_quota: int = 0  # 0 = off
-    monthly_budget_usd: Decimal = ZERO  # 0 = off
-    check_balance: bool = True  # False in conservative mode when the balance is unknown
-
-
-@dataclass(frozen=True)
-class Reservation:
-    reservation_id: str
-    amount_usd: Decimal
-    tokens: int
-    user_id: str
-    model: str
-    day: str
-    month: str
-    tracks_balance: bool
-    tracks_quota: bool
-    tracks_budget: bool
-
-
-@dataclass(frozen=True)
-class UsageTotals:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: Decimal = ZERO
-    events: dict[str, int] = field(default_factory=dict)  # "402", "retry", "failure", "refusal", ...
-    models: dict[str, Decimal] = field(default_factory=dict)  # cost per model
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True)
-class ErrorRecord:
-    at: datetime
-    source: str
-    message: str
-
 
 _UNCHANGED_SINCE_READ = "version = :expected AND reserved_usd = :reserved AND spent_since_poll = :spent"
 # Attributes every balance item needs before a poll can write it (write_balance's condition): set
@@ -183,47 +62,10 @@ _ITEM_SKELETON = (
     "reserved_usd = if_not_exists(reserved_usd, :zero), version = if_not_exists(version, :zero), "
     "spent_since_poll = if_not_exists(spent_since_poll, :zero)"
 )
-_BOOK_SPEND = (
-    "SET spent_since_poll = if_not_exists(spent_since_poll, :zero) + :cost, "
-    "reserved_usd = if_not_exists(reserved_usd, :zero), version = if_not_exists(version, :zero)"
-)
 
 
-def _user_day_key(user_id: str, day: str) -> dict[str, str]:
-    return {"pk": f"USER#{user_id}", "sk": f"DAY#{day}"}
-
-
-def _month_key(month: str) -> dict[str, str]:
-    return {"pk": "USAGE", "sk": f"MONTH#{month}"}
-
-
-def day_key(at: datetime) -> str:
-    return at.astimezone(UTC).date().isoformat()
-
-
-def month_key(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m")
-
-
-class Ledger:
+class Ledger(ReservationBook):
     """All DynamoDB access. Takes a low-level client (moto, stubbed or real) and the table name."""
-
-    def __init__(
-        self,
-        client: Any,
-        table_name: str,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        random: Callable[[], float] = random.random,
-    ) -> None:
-        self._client = client
-        self._table = table_name
-        self._sleep = sleep
-        self._random = random
-
-    @property
-    def table_name(self) -> str:
-        return self._table
 
     def ping(self) -> None:
         """A cheap read that proves the table answers (for /nexus status)."""
@@ -426,269 +268,6 @@ class Ledger:
             if at is not None and amount is not None:
                 points.append(BalancePoint(at=at, remaining_usd=amount))
         return points
-
-    def _query(
-        self,
-        pk: str,
-        *,
-        sk_between: tuple[str, str] | None = None,
-        sk_prefix: str | None = None,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        condition = "pk = :pk"
-        values: dict[str, Any] = {"pk": pk}
-        if sk_between:
-            condition += " AND sk BETWEEN :lo AND :hi"
-            values.update(lo=sk_between[0], hi=sk_between[1])
-        elif sk_prefix:
-            condition += " AND begins_with(sk, :prefix)"
-            values["prefix"] = sk_prefix
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": dynamo.values(**values),
-            "ScanIndexForward": not newest_first,
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            if limit is not None:
-                kwargs["Limit"] = limit - len(items)
-            with wire("query"):
-                page = self._client.query(**kwargs)
-            items.extend(load(i) for i in page.get("Items", []))
-            last = page.get("LastEvaluatedKey")
-            if not last or (limit is not None and len(items) >= limit):
-                return items
-            kwargs["ExclusiveStartKey"] = last
-
-    # --- reservations ---------------------------------------------------------------------------
-    def _update_op(
-        self, key: Mapping[str, str], expression: str, condition: str | None = None, **values: Any
-    ) -> dict[str, Any]:
-        """One `Update` entry of a transaction."""
-        op: dict[str, Any] = {"TableName": self._table, "Key": dump(key), "UpdateExpression": expression}
-        if condition:
-            op["ConditionExpression"] = condition
-        if values:
-            op["ExpressionAttributeValues"] = dynamo.values(**values)
-        return {"Update": op}
-
-    def _transact(self, items: list[dict[str, Any]], action: str) -> None:
-        """TransactWriteItems, retried (bounded, jittered) while DynamoDB cancels it only for a
-        conflict with another transaction on the same item: busy is not "no". Condition failures
-        come back as the ClientError; conflicts that outlast the retries as LedgerBusy."""
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            try:
-                with wire(action):
-                    self._client.transact_write_items(TransactItems=items)
-                return
-            except ClientError as exc:
-                codes = cancel_codes(exc)
-                if "TransactionConflict" not in codes or "ConditionalCheckFailed" in codes:
-                    raise
-                if attempt == TRANSACTION_ATTEMPTS - 1:
-                    raise LedgerBusy(
-                        f"DynamoDB {action}: transaction conflicts outlasted the retries"
-                    ) from exc
-                self._sleep(min(0.2, 0.01 * 2**attempt) * (0.5 + self._random()))
-
-    def reserve(self, request: ReservationRequest, *, balance_known: bool) -> Reservation:
-        """Reserve a grant's worst-case cost, the user's quota and the monthly budget in ONE transaction.
-
-        Raises ReservationRejected with the reason of the first condition that failed.
-        `balance_known` False (conservative mode): reservations are still counted, but not checked
-        against a balance nobody knows.
-        """
-        if request.user_daily_quota and request.tokens > request.user_daily_quota:
-            raise ReservationRejected(ReservationRejected.USER_QUOTA)
-        if request.monthly_budget_usd and request.amount_usd > request.monthly_budget_usd:
-            raise ReservationRejected(ReservationRejected.MONTHLY_BUDGET)
-        reservation = Reservation(
-            reservation_id=request.reservation_id,
-            amount_usd=request.amount_usd,
-            tokens=request.tokens,
-            user_id=request.user_id,
-            model=request.model,
-            day=day_key(request.at),
-            month=month_key(request.at),
-            tracks_balance=balance_known,
-            tracks_quota=bool(request.user_daily_quota),
-            tracks_budget=bool(request.monthly_budget_usd),
-        )
-        deadline = request.at + RESERVATION_TIMEOUT
-        record = {
-            "pk": "RESV",
-            "sk": request.reservation_id,
-            **{k: v for k, v in asdict(reservation).items() if k != "reservation_id"},
-            "created_at": iso(request.at),
-            "deadline": iso(deadline),
-            "expires_at": epoch(deadline + timedelta(days=1)),
-        }
-        put = {
-            "TableName": self._table,
-            "Item": dump(record),
-            "ConditionExpression": "attribute_not_exists(pk)",
-        }
-        items: list[tuple[str, dict[str, Any]]] = [(ReservationRejected.DUPLICATE, {"Put": put})]
-        if balance_known:
-            balance = self._update_op(
-                BALANCE_KEY,
-                "SET available_usd = available_usd - :amount, reserved_usd = reserved_usd + :amount",
-                "available_usd >= :amount",
-                amount=request.amount_usd,
-            )
-            items.append((ReservationRejected.BALANCE, balance))
-        if reservation.tracks_quota:
-            quota = self._update_op(
-                _user_day_key(request.user_id, reservation.day),
-                "ADD quota_tokens :tokens SET expires_at = :ttl",
-                "attribute_not_exists(quota_tokens) OR quota_tokens <= :limit",
-                tokens=request.tokens,
-                limit=request.user_daily_quota - request.tokens,
-                ttl=epoch(request.at + USER_DAY_TTL),
-            )
-            items.append((ReservationRejected.USER_QUOTA, quota))
-        if reservation.tracks_budget:
-            budget = self._update_op(
-                _month_key(reservation.month),
-                "ADD budget_usd :amount",
-                "attribute_not_exists(budget_usd) OR budget_usd <= :limit",
-                amount=request.amount_usd,
-                limit=request.monthly_budget_usd - request.amount_usd,
-            )
-            items.append((ReservationRejected.MONTHLY_BUDGET, budget))
-        try:
-            self._transact([entry for _, entry in items], "reserve")
-        except ClientError as exc:
-            codes = cancel_codes(exc)
-            for (reason, _), code in zip(items, codes, strict=False):
-                if code == "ConditionalCheckFailed":
-                    raise ReservationRejected(reason) from exc
-            raise LedgerUnavailable(f"reservation cancelled: {', '.join(codes) or 'unknown reason'}") from exc
-        return reservation
-
-    def _close_reservation(self, reservation: Reservation, *, cost_usd: Decimal, tokens_used: int) -> bool:
-        """Delete the reservation and book the real cost in one transaction.
-
-        Returns False when the reservation was already closed (reclaimed or settled before): then
-        only the spend is booked, so a real cost is never lost.
-        """
-        delete = {
-            "TableName": self._table,
-            "Key": dump({"pk": "RESV", "sk": reservation.reservation_id}),
-            "ConditionExpression": "attribute_exists(pk)",
-        }
-        items: list[dict[str, Any]] = [{"Delete": delete}]
-        if reservation.tracks_balance:
-            items.append(
-                self._update_op(
-                    BALANCE_KEY,
-                    "SET available_usd = available_usd + :delta, reserved_usd = reserved_usd - :amount, "
-                    "spent_since_poll = spent_since_poll + :cost",
-                    delta=reservation.amount_usd - cost_usd,
-                    amount=reservation.amount_usd,
-                    cost=cost_usd,
-                )
-            )
-        if reservation.tracks_quota:
-            items.append(
-                self._update_op(
-                    _user_day_key(reservation.user_id, reservation.day),
-                    "ADD quota_tokens :delta",
-                    delta=tokens_used - reservation.tokens,
-                )
-            )
-        if reservation.tracks_budget:
-            items.append(
-                self._update_op(
-                    _month_key(reservation.month),
-                    "ADD budget_usd :delta",
-                    delta=cost_usd - reservation.amount_usd,
-                )
-            )
-        try:
-            self._transact(items, "settle")
-            if not reservation.tracks_balance and cost_usd > 0:
-                self._book_spend(cost_usd)  # reserved while the balance was unknown
-            return True
-        except ClientError as exc:
-            codes = cancel_codes(exc)
-            if not codes or codes[0] != "ConditionalCheckFailed":
-                raise LedgerUnavailable("settling the reservation was cancelled") from exc
-        if cost_usd > 0:  # already closed: still book what the call really cost
-            self._book_spend(cost_usd)
-            # Reclaiming gave the budget and quota back too: count what was really used.
-            if reservation.tracks_budget:
-                self._add(_month_key(reservation.month), "budget_usd", cost_usd)
-            if reservation.tracks_quota:
-                self._add(_user_day_key(reservation.user_id, reservation.day), "quota_tokens", tokens_used)
-        return False
-
-    def _book_spend(self, cost_usd: Decimal) -> None:
-        """Spend outside a tracked reservation: lower `available_usd` too whenever the item has one,
-        so remaining - reserved - spent = available keeps holding."""
-        book = {"TableName": self._table, "Key": dump(BALANCE_KEY)}
-        named = dynamo.values(cost=cost_usd, zero=ZERO)
-        with wire("book spend"):
-            try:
-                self._client.update_item(
-                    **book,
-                    UpdateExpression=_BOOK_SPEND + ", available_usd = available_usd - :cost",
-                    ConditionExpression="attribute_exists(available_usd)",
-                    ExpressionAttributeValues=named,
-                )
-            except ClientError as exc:
-                if not condition_failed(exc):
-                    raise
-                self._client.update_item(
-                    **book, UpdateExpression=_BOOK_SPEND, ExpressionAttributeValues=named
-                )
-
-    def _add(self, key: Mapping[str, str], attribute: str, amount: Decimal | int) -> None:
-        with wire(f"add to {attribute}"):
-            self._client.update_item(
-                TableName=self._table,
-                Key=dump(key),
-                UpdateExpression="ADD #a :n",
-                ExpressionAttributeNames={"#a": attribute},
-                ExpressionAttributeValues=dynamo.values(n=amount),
-            )
-
-    def settle(self, reservation: Reservation, *, cost_usd: Decimal, tokens_used: int) -> bool:
-        """Release the reservation and book the real cost (OpenRouter's `usage.cost`)."""
-        return self._close_reservation(reservation, cost_usd=max(cost_usd, ZERO), tokens_used=tokens_used)
-
-    def release(self, reservation: Reservation) -> bool:
-        """Give the whole reservation back (the call failed and cost nothing)."""
-        return self._close_reservation(reservation, cost_usd=ZERO, tokens_used=0)
-
-    def open_reservations(self) -> list[Reservation]:
-        return [self._reservation_from_item(i) for i in self._query("RESV")]
-
-    def reclaim_expired(self, now: datetime) -> int:
-        """Release reservations held past their deadline (a crashed or timed-out llm_call)."""
-        reclaimed = 0
-        for item in self._query("RESV"):
-            deadline = parse_iso(item.get("deadline"))
-            if deadline is not None and deadline < now and self.release(self._reservation_from_item(item)):
-                reclaimed += 1
-        return reclaimed
-
-    @staticmethod
-    def _reservation_from_item(item: Mapping[str, Any]) -> Reservation:
-        return Reservation(
-            reservation_id=str(item["sk"]),
-            amount_usd=Decimal(item["amount_usd"]),
-            tokens=int(item.get("tokens", 0)),
-            user_id=str(item.get("user_id", "")),
-            model=str(item.get("model", "")),
-            day=str(item.get("day", "")),
-            month=str(item.get("month", "")),
-            tracks_balance=bool(item.get("tracks_balance", False)),
-            tracks_quota=bool(item.get("tracks_quota", False)),
-            tracks_budget=bool(item.get("tracks_budget", False)),
-        )
 
     # --- usage ----------------------------------------------------------------------------------
     def record_usage(
