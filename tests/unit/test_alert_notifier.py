@@ -268,3 +268,13 @@ def test_given_a_table_when_delivery_fails_then_heartbeat_says_so_and_sns_retrie
     with pytest.raises(AlertDeliveryFailed):
         app.lambda_handler(sns_event(alert()), Context())
     assert ledger.heartbeats()["alert_notifier"]["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [("-0.5", "-$0.5000"), ("-12.5", "-$12.50"), ("0.0213", "$0.0213"), (None, "unknown")],
+)
+def test_given_an_amount_then_usd_puts_the_sign_before_the_dollar(amount: str | None, shown: str) -> None:
+    from astrabot.domain.alert_embed import usd
+
+    assert usd(amount) == shown

@@ -13,7 +13,7 @@ import boto3
 import pytest
 import respx
 
-from astrabot.adapters.alert_state import AlertStateConflict, AlertStateStore
+from astrabot.adapters.alert_state import AlertStateConflict, AlertStateStore, Claim
 from astrabot.adapters.ledger import BalanceSnapshot, Ledger
 from astrabot.adapters.sns import AlertPublisher
 from astrabot.domain.alerts import Alert, AlertState
@@ -325,12 +325,12 @@ def test_given_a_claimed_alert_then_no_second_claim_until_released(
     )
     store.save(state, alerts, T0)
     alert_id = alerts[0].alert_id
-    assert store.claim(alert_id, T0, CLAIM_LEASE)
-    assert not store.claim(alert_id, T0, CLAIM_LEASE)
+    assert store.claim(alert_id, T0, CLAIM_LEASE) is Claim.CLAIMED
+    assert store.claim(alert_id, T0, CLAIM_LEASE) is Claim.HELD
     assert store.release(alert_id)
-    assert store.claim(alert_id, T0, CLAIM_LEASE)
+    assert store.claim(alert_id, T0, CLAIM_LEASE) is Claim.CLAIMED
     assert store.mark_published(alert_id)
-    assert not store.claim(alert_id, T0 + timedelta(hours=1), CLAIM_LEASE)
+    assert store.claim(alert_id, T0 + timedelta(hours=1), CLAIM_LEASE) is Claim.GONE
     assert not store.mark_published(alert_id)
 
 

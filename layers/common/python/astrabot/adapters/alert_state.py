@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -25,6 +26,12 @@ from astrabot.errors import AstraBotError
 from astrabot.observability import logger
 
 STATE_KEY = {"pk": "ALERT", "sk": "STATE"}
+
+
+class Claim(Enum):
+    CLAIMED = "claimed"
+    HELD = "held"  # another run is publishing it right now
+    GONE = "gone"  # published already
 
 
 class AlertStateConflict(AstraBotError):
@@ -138,15 +145,28 @@ class AlertStateStore:
                 ExpressionAttributeValues=dump({**values, ":next": version + 1, ":expected": version}),
             )
 
-    def claim(self, alert_id: str, now: datetime, lease: timedelta) -> bool:
-        """Take the right to publish a pending alert; False if it is gone or another run holds it."""
-        return self._pending_update(
+    def claim(self, alert_id: str, now: datetime, lease: timedelta) -> Claim:
+        """Take the right to publish a pending alert. HELD: another run holds it (later alerts must
+        wait behind it); GONE: it was published already (carry on)."""
+        claimed = self._pending_update(
             alert_id,
             "SET pending.#id.claimed_until = :until",
             "attribute_exists(pending.#id) AND (attribute_not_exists(pending.#id.claimed_until) "
             "OR pending.#id.claimed_until < :now)",
             {":until": iso(now + lease), ":now": iso(now)},
         )
+        if claimed:
+            return Claim.CLAIMED
+        with wire("read pending alert"):
+            answer = self._client.get_item(
+                TableName=self._table,
+                Key=dump(STATE_KEY),
+                ConsistentRead=True,
+                ProjectionExpression="pending.#id",
+                ExpressionAttributeNames={"#id": alert_id},
+            )
+        still_pending = bool(load(answer.get("Item") or {}).get("pending"))
+        return Claim.HELD if still_pending else Claim.GONE
 
     def release(self, alert_id: str) -> bool:
         """Give a claim back after a failed publish so the next run retries at once."""

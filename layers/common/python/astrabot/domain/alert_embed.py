@@ -81,7 +81,8 @@ def usd(amount: str | None) -> str:
     if amount is None:
         return "unknown"
     value = Decimal(amount)
-    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.4f}"
+    sign, value = ("-", -value) if value < 0 else ("", value)
+    return f"{sign}${value:,.2f}" if value >= 1 else f"{sign}${value:.4f}"
 
 
 def _embed(alert: Alert) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from astrabot import metric_names as m
 from astrabot.adapters import aws
-from astrabot.adapters.alert_state import AlertStateConflict, AlertStateStore
+from astrabot.adapters.alert_state import AlertStateConflict, AlertStateStore, Claim
 from astrabot.adapters.ledger import BalanceSnapshot, Ledger
 from astrabot.adapters.sns import AlertPublisher
 from astrabot.domain.alerts import Alert, AlertPolicy, BalanceView, decide_alerts, diagnostic_alert
@@ -107,8 +107,11 @@ def publish_pending(
 ) -> list[str]:
     published: list[str] = []
     for alert in pending:
-        if not store.claim(alert.alert_id, now, CLAIM_LEASE):
-            continue  # published already, or another run is publishing it
+        claim = store.claim(alert.alert_id, now, CLAIM_LEASE)
+        if claim is Claim.GONE:
+            continue  # published already by another run
+        if claim is Claim.HELD:
+            break  # another run is publishing it: later alerts wait, so operators read them in order
         try:
             message_id = publisher.publish(alert)
         except AlertPublishFailed as exc:
