@@ -107,7 +107,6 @@ class ReservationRequest:
     at: datetime
     user_daily_quota: int = 0  # 0 = off
     monthly_budget_usd: Decimal = ZERO  # 0 = off
-    check_balance: bool = True  # False in conservative mode when the balance is unknown
 
 
 @dataclass(frozen=True)
