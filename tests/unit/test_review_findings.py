@@ -4,9 +4,7 @@ One finding per test; the test names say the behaviour now guaranteed."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -14,25 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 
-from astrabot.adapters.discord import DiscordClient
 from astrabot.adapters.ledger import BalanceUpdate, Ledger, ReservationRequest
-from astrabot.adapters.openrouter import Credits, KeyInfo, OpenRouterClient
+from astrabot.adapters.openrouter import Credits, KeyInfo
 from astrabot.domain.credit import CreditStatus, ModelPrice
 from astrabot.errors import LedgerUnavailable
-from astrabot.service.chat import ChatDeps
 from astrabot.service.poller import poll_once
-from tests.unit.test_llm_call import (
-    APP_ID,
-    DISCORD,
-    EDIT,
-    FOLLOWUP,
+from tests.unit.llm_world import (
     FREE,
     FREE_PRICE,
     MODEL,
     NOW,
-    OR_BASE,
     PAID,
     World,
     completion,
@@ -43,52 +33,10 @@ from tools.cfn import load_template
 WITH_PROMPT_PRICE = ModelPrice(MODEL, Decimal("0.00001"), Decimal("0.00003"))
 
 
-class Context:
-    function_name = "llm_call"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:llm_call"
-    aws_request_id = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
-
-
 @pytest.fixture
-def llm(aws: None, ddb: Any, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def llm(world: World) -> World:
     """llm_call's handler built inside moto (a cold start), OpenRouter and Discord on respx."""
-    for name, value in {
-        "TABLE_NAME": ledger.table_name,
-        "OPENROUTER_API_KEY": "sk-or-v1-test-secret-0001",
-        "DISCORD_APPLICATION_ID": APP_ID,
-        "OPENROUTER_BASE_URL": OR_BASE,
-        "DISCORD_API_BASE_URL": DISCORD,
-        "DEFAULT_MODEL": MODEL,
-        "FALLBACK_MODELS": FREE,
-    }.items():
-        monkeypatch.setenv(name, value)
-    import functions.llm_call.app as module
-
-    app = importlib.reload(module)
-    sleeps: list[float] = []
-    deps = ChatDeps(
-        settings=app._settings,
-        ledger=ledger,
-        # Built as functions/llm_call/app.py builds it (default timeouts and retries).
-        openrouter=OpenRouterClient("sk-or-v1-test-secret-0001", base_url=OR_BASE, sleep=sleeps.append),
-        discord=DiscordClient(application_id=APP_ID, base_url=DISCORD, sleep=sleeps.append),
-        clock=lambda: NOW,
-    )
-    monkeypatch.setattr(app, "_deps", lambda: deps)
-    with respx.mock(assert_all_called=False) as router:
-        chat = router.post(f"{OR_BASE}/chat/completions")
-        edit = router.patch(f"{DISCORD}{EDIT}").respond(json={"id": "m1"})
-        followup = router.post(url__startswith=f"{DISCORD}{FOLLOWUP}").respond(json={"id": "m2"})
-        yield World(app, ledger, chat, edit, followup, sleeps)
-
-
-def _run(world: World, event: dict[str, Any] | None = None) -> dict[str, Any]:
-    return world.app.lambda_handler(event or {"interaction": interaction()}, Context())  # type: ignore[no-any-return]
+    return world
 
 
 def _balance_update(remaining: str, *, price: ModelPrice = PAID) -> BalanceUpdate:
@@ -154,7 +102,7 @@ def test_given_answer_delivered_when_idempotency_success_write_fails_then_answer
         raise RuntimeError("ProvisionedThroughputExceeded")
 
     monkeypatch.setattr(llm.app.persistence, "save_success", save_fails)
-    result = _run(llm)
+    result = llm.run()
     assert result["result"] == "answered"
     assert [b["content"].split("\n")[0] for b in llm.sent_bodies()] == ["A Lambda is a function."]
 
@@ -176,8 +124,8 @@ def test_given_heartbeat_write_fails_after_answer_when_lambda_retries_then_openr
     monkeypatch.setattr(llm.ledger, "put_heartbeat", flaky_heartbeat)
     event = {"interaction": interaction()}
     with contextlib.suppress(LedgerUnavailable):
-        _run(llm, event)
-    _run(llm, json.loads(json.dumps(event)))  # Lambda's async retry of the failed invocation
+        llm.run(event)
+    llm.run(json.loads(json.dumps(event)))  # Lambda's async retry of the failed invocation
     assert llm.openrouter.call_count == 1
 
 
@@ -189,7 +137,7 @@ def _llm_call_timeout_seconds() -> float:
 def test_given_chat_timing_out_then_the_retries_fit_inside_the_lambda_timeout(llm: World) -> None:
     llm.balance("5.00")
     llm.openrouter.side_effect = httpx.ReadTimeout("slow")
-    _run(llm)
+    llm.run()
     waited = sum(c.request.extensions["timeout"]["read"] for c in llm.openrouter.calls) + sum(llm.sleeps)
     assert waited < _llm_call_timeout_seconds()
 
@@ -201,7 +149,7 @@ def test_given_key_without_limit_and_no_management_key_when_asked_then_conservat
     outcome = poll_once(llm.app._settings, llm.ledger, FakeOpenRouter(_key(None, None)), NOW)
     assert outcome.ok is False  # unknown balance: a monitoring problem, as DECISIONS.md says
     llm.openrouter.respond(json=completion())
-    _run(llm)
+    llm.run()
     sent = llm.chat_bodies()[0]
     assert (sent["model"], sent["max_tokens"]) == (MODEL, 500)  # today: the :free fallback, or a refusal
 
@@ -214,7 +162,7 @@ def test_given_quota_of_1000_when_first_ask_of_the_day_then_answered_within_quot
     monkeypatch.setattr(llm.app, "_deps", lambda: deps)
     llm.balance("5.00")
     llm.openrouter.respond(json=completion())
-    result = _run(llm)
+    result = llm.run()
     assert result["result"] == "answered"
     assert llm.chat_bodies()[0]["max_tokens"] <= 1000
 
@@ -224,7 +172,7 @@ def test_given_answer_without_usage_cost_then_prompt_cost_is_booked_too(llm: Wor
     body = completion(tokens=50)
     del body["usage"]["cost"]
     llm.openrouter.respond(json=body)
-    _run(llm)
+    llm.run()
     snap = llm.ledger.get_balance()
     assert snap is not None
     prompt_tokens = body["usage"]["prompt_tokens"]
